@@ -1,0 +1,1 @@
+//! Shoal load generator and microbenchmarks.

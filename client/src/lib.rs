@@ -1,0 +1,1 @@
+//! The async, cluster-aware Shoal client.

@@ -1,0 +1,717 @@
+//! Databases and their shards: where commands find, insert, replace and delete keys.
+//!
+//! A [`Db`] holds the 16384 slot tables of one database, spread over [`SHARDS`] mutex-protected [`Shard`]s
+//! (slot `s` in shard `s % SHARDS`). A command hashes its key once into a [`Key`], takes that shard's lock and
+//! works on the shard; commands on several keys take every shard they need in ascending order through a
+//! [`ShardSet`], which makes MSET, RENAME, COPY and MOVE atomic without a global lock.
+//!
+//! Expired keys are deleted when a lookup meets them (lazy expiry); the active cycle in `expire.rs` finds the
+//! ones nobody reads. Keyspace hit/miss/expiry counters live in the shard, under the lock already held, and are
+//! summed when INFO asks.
+
+use parking_lot::{Mutex, MutexGuard};
+use shoal_cluster::Slot;
+use smallvec::SmallVec;
+
+use super::access::Now;
+use super::entry::Entry;
+use super::table::{hash_pos, Hash, Pos, SlotTable};
+use super::{hash_key, SHARDS, SLOTS_PER_SHARD};
+
+/// A key with its slot and table hash computed once.
+#[derive(Debug, Clone, Copy)]
+pub struct Key<'a> {
+    pub bytes: &'a [u8],
+    pub slot: Slot,
+    pub hash: Hash,
+}
+
+impl<'a> Key<'a> {
+    #[inline]
+    pub fn new(bytes: &'a [u8]) -> Key<'a> {
+        Key { bytes, slot: Slot::for_key(bytes), hash: hash_key(bytes) }
+    }
+
+    #[inline]
+    pub fn shard(&self) -> usize {
+        self.slot.index() % SHARDS
+    }
+
+    #[inline]
+    fn local(&self) -> usize {
+        self.slot.index() / SHARDS
+    }
+}
+
+/// Keyspace event counters kept per shard (INFO stats).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ShardStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub expired: u64,
+    pub evicted: u64,
+}
+
+impl std::ops::AddAssign for ShardStats {
+    fn add_assign(&mut self, o: ShardStats) {
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.expired += o.expired;
+        self.evicted += o.evicted;
+    }
+}
+
+/// One lock's worth of slot tables.
+pub struct Shard {
+    slots: Box<[SlotTable]>,
+    keys: usize,
+    volatile: usize,
+    pub stats: ShardStats,
+    /// Where the active expiry sweep resumes: a local slot index and a position in it.
+    pub(crate) expire_cursor: (usize, usize),
+    /// Replicas never expire keys themselves; they wait for the primary's DEL (Redis semantics).
+    pub(crate) lazy_expire_deletes: bool,
+}
+
+/// A shard on its own cache lines, so two cores working on neighbouring shards do not share a line.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard::new()
+    }
+}
+
+impl Shard {
+    pub fn new() -> Shard {
+        Shard {
+            slots: (0..SLOTS_PER_SHARD).map(|_| SlotTable::new()).collect(),
+            keys: 0,
+            volatile: 0,
+            stats: ShardStats::default(),
+            expire_cursor: (0, 0),
+            lazy_expire_deletes: true,
+        }
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.keys
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.keys == 0
+    }
+
+    #[inline]
+    pub fn volatile_len(&self) -> usize {
+        self.volatile
+    }
+
+    #[inline]
+    fn table(&self, key: &Key) -> &SlotTable {
+        &self.slots[key.local()]
+    }
+
+    #[inline]
+    fn table_mut(&mut self, key: &Key) -> &mut SlotTable {
+        &mut self.slots[key.local()]
+    }
+
+    /// The table of a slot that belongs to this shard.
+    pub fn slot_table(&self, slot: Slot) -> &SlotTable {
+        &self.slots[slot.index() / SHARDS]
+    }
+
+    /// Local slot tables in order; index `i` is slot `i * SHARDS + shard_index`.
+    pub fn tables(&self) -> &[SlotTable] {
+        &self.slots
+    }
+
+    /// Finds a live key. A key found expired is deleted (counted as expired) and reported absent.
+    #[inline]
+    pub fn find(&mut self, key: &Key, now: &Now) -> Option<Pos> {
+        let pos = self.table(key).find(key.bytes, key.hash)?;
+        let e = self.table(key).get(pos);
+        if let Some(at) = e.expire_at() {
+            if at <= now.ms {
+                if self.lazy_expire_deletes {
+                    self.remove(key, pos);
+                    self.stats.expired += 1;
+                }
+                return None;
+            }
+        }
+        Some(pos)
+    }
+
+    /// A read lookup: counts a keyspace hit or miss and, unless `no_touch`, records the access.
+    #[inline]
+    pub fn lookup_read(&mut self, key: &Key, now: &Now, no_touch: bool) -> Option<Pos> {
+        match self.find(key, now) {
+            Some(pos) => {
+                self.stats.hits += 1;
+                if !no_touch {
+                    now.touch(self.table_mut(key).get_mut(pos));
+                }
+                Some(pos)
+            }
+            None => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// A write lookup: no hit/miss accounting (Redis's lookupKeyWrite); the access is recorded.
+    #[inline]
+    pub fn lookup_write(&mut self, key: &Key, now: &Now) -> Option<Pos> {
+        let pos = self.find(key, now)?;
+        now.touch(self.table_mut(key).get_mut(pos));
+        Some(pos)
+    }
+
+    #[inline]
+    pub fn entry(&self, key: &Key, pos: Pos) -> &Entry {
+        self.table(key).get(pos)
+    }
+
+    /// The entry, for changes that keep its key. Follow an expiry change with [`Shard::sync_volatile`].
+    #[inline]
+    pub fn entry_mut(&mut self, key: &Key, pos: Pos) -> &mut Entry {
+        self.table_mut(key).get_mut(pos)
+    }
+
+    /// Re-reads whether the entry at `pos` has a TTL after it was changed through [`Shard::entry_mut`].
+    pub fn sync_volatile(&mut self, key: &Key, pos: Pos) {
+        let t = self.table_mut(key);
+        let before = t.volatile_len();
+        t.sync_volatile(pos);
+        let after = t.volatile_len();
+        self.volatile = self.volatile + after - before;
+    }
+
+    /// Inserts a key known to be absent (looked up in this same critical section).
+    #[inline]
+    pub fn insert(&mut self, key: &Key, entry: Entry) {
+        if entry.has_expire() {
+            self.volatile += 1;
+        }
+        self.keys += 1;
+        self.table_mut(key).insert_new(entry, key.hash);
+    }
+
+    /// Removes the entry at `pos` and returns it.
+    #[inline]
+    pub fn remove(&mut self, key: &Key, pos: Pos) -> Entry {
+        let e = self.table_mut(key).remove(pos);
+        self.keys -= 1;
+        if e.has_expire() {
+            self.volatile -= 1;
+        }
+        e
+    }
+
+    /// Inserts or replaces; returns the previous entry, live or expired-but-not-yet-deleted.
+    pub fn upsert(&mut self, key: &Key, entry: Entry) -> Option<Entry> {
+        match self.table(key).find(key.bytes, key.hash) {
+            Some(pos) => {
+                let old_has = self.table(key).get(pos).has_expire();
+                let new_has = entry.has_expire();
+                let old = std::mem::replace(self.table_mut(key).get_mut(pos), entry);
+                if old_has != new_has {
+                    self.sync_volatile(key, pos);
+                }
+                Some(old)
+            }
+            None => {
+                self.insert(key, entry);
+                None
+            }
+        }
+    }
+
+    /// Deletes a live key; true if it existed.
+    pub fn delete(&mut self, key: &Key, now: &Now) -> bool {
+        match self.find(key, now) {
+            Some(pos) => {
+                drop(self.remove(key, pos));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes every key, returning the entries so the caller decides where they are freed.
+    pub fn take_all(&mut self) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.keys);
+        for t in self.slots.iter_mut() {
+            out.append(&mut t.take_all());
+        }
+        self.keys = 0;
+        self.volatile = 0;
+        out
+    }
+
+    /// Removes every key of one slot.
+    pub fn take_slot(&mut self, slot: Slot) -> Vec<Entry> {
+        let t = &mut self.slots[slot.index() / SHARDS];
+        let v = t.volatile_len();
+        let out = t.take_all();
+        self.keys -= out.len();
+        self.volatile -= v;
+        out
+    }
+
+    /// Deletes an entry found by position in a local slot table (expiry sweep, eviction).
+    pub(crate) fn remove_local(&mut self, local: usize, pos: Pos) -> Entry {
+        let e = self.slots[local].remove(pos);
+        self.keys -= 1;
+        if e.has_expire() {
+            self.volatile -= 1;
+        }
+        e
+    }
+
+    pub(crate) fn local_table(&self, local: usize) -> &SlotTable {
+        &self.slots[local]
+    }
+
+    fn swap_contents(&mut self, other: &mut Shard) {
+        std::mem::swap(&mut self.slots, &mut other.slots);
+        std::mem::swap(&mut self.keys, &mut other.keys);
+        std::mem::swap(&mut self.volatile, &mut other.volatile);
+        self.expire_cursor = (0, 0);
+        other.expire_cursor = (0, 0);
+    }
+
+    /// Bytes held by the slot tables' bucket arrays (MEMORY STATS, tests).
+    pub fn bucket_bytes(&self) -> usize {
+        self.slots.iter().map(|t| t.bucket_bytes()).sum()
+    }
+}
+
+/// One database.
+pub struct Db {
+    shards: Box<[Padded<Mutex<Shard>>]>,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Db::new()
+    }
+}
+
+/// SCAN cursors walk shard by shard: bits 32.. hold `shard * SLOTS_PER_SHARD + local slot`, bits 0..32 the
+/// hash position within that slot's table.
+const CURSOR_POS_BITS: u32 = 32;
+
+impl Db {
+    pub fn new() -> Db {
+        Db { shards: (0..SHARDS).map(|_| Padded(Mutex::new(Shard::new()))).collect() }
+    }
+
+    /// Locks the shard holding `key`.
+    #[inline]
+    pub fn lock(&self, key: &Key) -> MutexGuard<'_, Shard> {
+        self.shards[key.shard()].0.lock()
+    }
+
+    /// Locks shard number `i` (0..SHARDS).
+    pub fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i % SHARDS].0.lock()
+    }
+
+    /// Locks the shard of a slot.
+    pub fn lock_slot(&self, slot: Slot) -> MutexGuard<'_, Shard> {
+        self.shards[slot.index() % SHARDS].0.lock()
+    }
+
+    /// Locks every shard the keys live in, in ascending order.
+    pub fn lock_keys<'k>(&self, keys: impl IntoIterator<Item = &'k Key<'k>>) -> ShardSet<'_> {
+        let mut idx: SmallVec<[usize; 8]> = keys.into_iter().map(|k| k.shard()).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        ShardSet { guards: idx.into_iter().map(|i| (i, self.shards[i].0.lock())).collect() }
+    }
+
+    /// Number of keys (DBSIZE); keys expired but not yet collected are counted, as in Redis.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys and keys with a TTL.
+    pub fn counts(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(k, v), s| {
+            let s = s.0.lock();
+            (k + s.len(), v + s.volatile_len())
+        })
+    }
+
+    pub fn stats(&self) -> ShardStats {
+        let mut total = ShardStats::default();
+        for s in self.shards.iter() {
+            total += s.0.lock().stats;
+        }
+        total
+    }
+
+    pub fn reset_stats(&self) {
+        for s in self.shards.iter() {
+            s.0.lock().stats = ShardStats::default();
+        }
+    }
+
+    /// Empties the database, returning the entries for the caller to free here or in the background.
+    pub fn take_all(&self) -> Vec<Vec<Entry>> {
+        self.shards.iter().map(|s| s.0.lock().take_all()).collect()
+    }
+
+    /// Sets whether lookups delete the expired keys they meet (false on replicas).
+    pub fn set_lazy_expire_deletes(&self, on: bool) {
+        for s in self.shards.iter() {
+            s.0.lock().lazy_expire_deletes = on;
+        }
+    }
+
+    /// One SCAN step: calls `emit` for about `count` live keys from `cursor` on, and returns the next cursor
+    /// (0 when done). Each call locks one shard at a time.
+    pub fn scan(&self, cursor: u64, count: usize, now: &Now, mut emit: impl FnMut(&Entry)) -> u64 {
+        let count = count.max(1);
+        let mut order = (cursor >> CURSOR_POS_BITS) as usize;
+        let mut from = (cursor & u32::MAX as u64) as u32;
+        let mut visited = 0usize;
+        // Bounded work on sparse databases: at most this many empty tables per call, like Redis's
+        // `maxiterations = count * 10`.
+        let mut empty_budget = count.saturating_mul(10).max(SLOTS_PER_SHARD);
+        while order < SHARDS * SLOTS_PER_SHARD {
+            let shard = order / SLOTS_PER_SHARD;
+            let guard = self.shards[shard].0.lock();
+            while order < (shard + 1) * SLOTS_PER_SHARD {
+                let local = order % SLOTS_PER_SHARD;
+                let table = guard.local_table(local);
+                if table.is_empty() {
+                    empty_budget = empty_budget.saturating_sub(1);
+                } else {
+                    let next = table.scan(from, count.saturating_sub(visited).max(1), |e| {
+                        visited += 1;
+                        if e.expire_at().is_none_or(|at| at > now.ms) {
+                            emit(e);
+                        }
+                    });
+                    if let Some(pos) = next {
+                        return ((order as u64) << CURSOR_POS_BITS) | pos as u64;
+                    }
+                }
+                order += 1;
+                from = 0;
+                if visited >= count || empty_budget == 0 {
+                    drop(guard);
+                    return if order >= SHARDS * SLOTS_PER_SHARD { 0 } else { (order as u64) << CURSOR_POS_BITS };
+                }
+            }
+        }
+        0
+    }
+
+    /// Calls `f` on every live key (KEYS), one shard lock at a time.
+    pub fn for_each_live(&self, now: &Now, mut f: impl FnMut(&Entry)) {
+        for s in self.shards.iter() {
+            let g = s.0.lock();
+            for t in g.tables() {
+                for e in t.iter() {
+                    if e.expire_at().is_none_or(|at| at > now.ms) {
+                        f(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A random live key (RANDOMKEY); expired keys met on the way are deleted.
+    pub fn random_key(&self, now: &Now) -> Option<Vec<u8>> {
+        for _ in 0..100 {
+            let start = rand::random::<u32>() as usize % SHARDS;
+            for k in 0..SHARDS {
+                let i = (start + k) % SHARDS;
+                let mut g = self.shards[i].0.lock();
+                if g.is_empty() {
+                    continue;
+                }
+                let Some((local, pos)) = g.sample(rand::random(), false) else { continue };
+                let e = g.local_table(local).get(pos);
+                if e.expire_at().is_some_and(|at| at <= now.ms) {
+                    if g.lazy_expire_deletes {
+                        drop(g.remove_local(local, pos));
+                        g.stats.expired += 1;
+                    }
+                    break;
+                }
+                return Some(e.key().to_vec());
+            }
+            if self.is_empty() {
+                return None;
+            }
+        }
+        None
+    }
+}
+
+impl Shard {
+    /// A random entry of this shard, optionally among keys with a TTL only: a random non-empty slot table,
+    /// then a random bucket in it.
+    pub(crate) fn sample(&self, r: u64, volatile_only: bool) -> Option<(usize, Pos)> {
+        if self.keys == 0 || (volatile_only && self.volatile == 0) {
+            return None;
+        }
+        let usable = |t: &SlotTable| if volatile_only { t.volatile_len() > 0 } else { !t.is_empty() };
+        // A few random probes find a table quickly when the shard is well populated...
+        let mut r = r;
+        for _ in 0..8 {
+            let local = (r % SLOTS_PER_SHARD as u64) as usize;
+            r = r.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            if usable(&self.slots[local]) {
+                return self.slots[local].random_pos(r, volatile_only).map(|p| (local, p));
+            }
+        }
+        // ...and a linear walk from a random start finds one when it is sparse.
+        let start = (r % SLOTS_PER_SHARD as u64) as usize;
+        (0..SLOTS_PER_SHARD).map(|k| (start + k) % SLOTS_PER_SHARD).find(|&l| usable(&self.slots[l])).and_then(
+            |local| self.slots[local].random_pos(r >> 7, volatile_only).map(|p| (local, p)),
+        )
+    }
+}
+
+/// Several shards of one database, locked in ascending order.
+pub struct ShardSet<'a> {
+    guards: SmallVec<[(usize, MutexGuard<'a, Shard>); 4]>,
+}
+
+impl<'a> ShardSet<'a> {
+    /// The locked shard holding `key`. The key must have been among those passed to `lock_keys`.
+    pub fn shard(&mut self, key: &Key) -> &mut Shard {
+        let want = key.shard();
+        let i = self.guards.iter().position(|(s, _)| *s == want).unwrap_or(0);
+        &mut self.guards[i].1
+    }
+}
+
+/// All databases.
+pub struct Keyspace {
+    dbs: Box<[Db]>,
+}
+
+impl Keyspace {
+    pub fn new(databases: usize) -> Keyspace {
+        Keyspace { dbs: (0..databases.max(1)).map(|_| Db::new()).collect() }
+    }
+
+    #[inline]
+    pub fn db(&self, i: usize) -> &Db {
+        &self.dbs[i.min(self.dbs.len() - 1)]
+    }
+
+    pub fn databases(&self) -> usize {
+        self.dbs.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Db> {
+        self.dbs.iter()
+    }
+
+    /// SWAPDB: exchanges the contents of two databases, shard by shard under both locks.
+    pub fn swap(&self, a: usize, b: usize) {
+        if a == b || a >= self.dbs.len() || b >= self.dbs.len() {
+            return;
+        }
+        let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+        // Take every lock first so no client sees a half-swapped pair.
+        let mut los: Vec<_> = self.dbs[lo].shards.iter().map(|s| s.0.lock()).collect();
+        let mut his: Vec<_> = self.dbs[hi].shards.iter().map(|s| s.0.lock()).collect();
+        for (x, y) in los.iter_mut().zip(his.iter_mut()) {
+            x.swap_contents(y);
+        }
+    }
+
+    /// Locks the shards of keys that may live in different databases, in (db, shard) order.
+    pub fn lock_across<'k>(&self, keys: &[(usize, &Key<'k>)]) -> CrossDbSet<'_> {
+        let mut idx: SmallVec<[(usize, usize); 4]> =
+            keys.iter().map(|(db, k)| (*db.min(&(self.dbs.len() - 1)), k.shard())).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        CrossDbSet { guards: idx.into_iter().map(|(d, s)| ((d, s), self.dbs[d].shards[s].0.lock())).collect() }
+    }
+
+    /// The cursor position within a slot table that a key sorts at (tests of SCAN).
+    pub fn hash_position(key: &[u8]) -> u32 {
+        hash_pos(hash_key(key))
+    }
+}
+
+/// Shards of several databases, locked in (db, shard) order (MOVE, COPY with DB).
+pub struct CrossDbSet<'a> {
+    guards: SmallVec<[((usize, usize), MutexGuard<'a, Shard>); 4]>,
+}
+
+impl<'a> CrossDbSet<'a> {
+    pub fn shard(&mut self, db: usize, key: &Key) -> &mut Shard {
+        let want = (db, key.shard());
+        let i = self.guards.iter().position(|(s, _)| *s == want).unwrap_or(0);
+        &mut self.guards[i].1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyspace::AccessMode;
+    use std::collections::{BTreeMap, HashSet};
+
+    fn now() -> Now {
+        Now::new(1_000_000, AccessMode::Lru)
+    }
+
+    fn set(db: &Db, k: &[u8], v: &[u8], exp: Option<i64>) {
+        let key = Key::new(k);
+        let n = now();
+        db.lock(&key).upsert(&key, Entry::new_str(k, v, exp, n.initial_access()));
+    }
+
+    fn get(db: &Db, k: &[u8]) -> Option<Vec<u8>> {
+        let key = Key::new(k);
+        let mut s = db.lock(&key);
+        let pos = s.lookup_read(&key, &now(), false)?;
+        Some(s.entry(&key, pos).str_value().to_vec())
+    }
+
+    #[test]
+    fn set_get_delete_round_trip() {
+        let db = Db::new();
+        for i in 0..5000 {
+            set(&db, format!("key:{i}").as_bytes(), format!("v{i}").as_bytes(), None);
+        }
+        assert_eq!(db.len(), 5000);
+        for i in 0..5000 {
+            assert_eq!(get(&db, format!("key:{i}").as_bytes()), Some(format!("v{i}").into_bytes()));
+        }
+        for i in (0..5000).step_by(2) {
+            let k = format!("key:{i}");
+            let key = Key::new(k.as_bytes());
+            assert!(db.lock(&key).delete(&key, &now()));
+        }
+        assert_eq!(db.len(), 2500);
+        assert_eq!(get(&db, b"key:2"), None);
+        assert_eq!(get(&db, b"key:3"), Some(b"v3".to_vec()));
+    }
+
+    #[test]
+    fn expired_keys_vanish_on_lookup_and_count_as_expired() {
+        let db = Db::new();
+        set(&db, b"gone", b"x", Some(now().ms - 1));
+        set(&db, b"here", b"x", Some(now().ms + 10_000));
+        assert_eq!(db.counts(), (2, 2));
+        assert_eq!(get(&db, b"gone"), None);
+        assert_eq!(get(&db, b"here"), Some(b"x".to_vec()));
+        assert_eq!(db.counts(), (1, 1));
+        let st = db.stats();
+        assert_eq!((st.expired, st.hits, st.misses), (1, 1, 1));
+    }
+
+    #[test]
+    fn scan_returns_every_key_exactly_once_while_the_table_grows() {
+        let db = Db::new();
+        // Everything in one slot, so a single table grows through many resizes during the scan.
+        for i in 0..3000 {
+            set(&db, format!("{{tag}}:{i}").as_bytes(), b"v", None);
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        let mut added = 0;
+        let mut calls = 0;
+        loop {
+            cursor = db.scan(cursor, 10, &now(), |e| {
+                seen.insert(e.key().to_vec());
+            });
+            calls += 1;
+            if added < 20_000 {
+                for _ in 0..200 {
+                    set(&db, format!("{{tag}}:new:{added}").as_bytes(), b"v", None);
+                    added += 1;
+                }
+            }
+            if cursor == 0 || calls > 100_000 {
+                break;
+            }
+        }
+        for i in 0..3000 {
+            assert!(seen.contains(format!("{{tag}}:{i}").as_bytes()), "missed {i}");
+        }
+    }
+
+    #[test]
+    fn scan_survives_shrinking_and_covers_all_slots() {
+        let db = Db::new();
+        for i in 0..20_000 {
+            set(&db, format!("k{i}").as_bytes(), b"v", None);
+        }
+        let mut seen = BTreeMap::new();
+        let mut cursor = 0;
+        let mut deleted = 0;
+        for _ in 0..100_000 {
+            cursor = db.scan(cursor, 100, &now(), |e| {
+                *seen.entry(e.key().to_vec()).or_insert(0) += 1;
+            });
+            // Delete keys that are not part of the "kept" set, shrinking tables under the cursor.
+            for _ in 0..50 {
+                if deleted < 10_000 {
+                    let k = format!("k{}", deleted * 2 + 1);
+                    let key = Key::new(k.as_bytes());
+                    db.lock(&key).delete(&key, &now());
+                    deleted += 1;
+                }
+            }
+            if cursor == 0 {
+                break;
+            }
+        }
+        for i in (0..20_000).step_by(2) {
+            assert_eq!(seen.get(format!("k{i}").as_bytes()), Some(&1), "k{i}");
+        }
+    }
+
+    #[test]
+    fn swap_exchanges_contents() {
+        let ks = Keyspace::new(2);
+        set(ks.db(0), b"a", b"1", None);
+        set(ks.db(1), b"b", b"2", None);
+        ks.swap(0, 1);
+        assert_eq!(get(ks.db(0), b"b"), Some(b"2".to_vec()));
+        assert_eq!(get(ks.db(1), b"a"), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn random_key_finds_the_only_key() {
+        let db = Db::new();
+        assert_eq!(db.random_key(&now()), None);
+        set(&db, b"only", b"v", None);
+        assert_eq!(db.random_key(&now()), Some(b"only".to_vec()));
+    }
+
+    #[test]
+    fn many_keys_cost_few_table_bytes() {
+        let db = Db::new();
+        let n = 200_000;
+        for i in 0..n {
+            set(&db, format!("key:{i}").as_bytes(), b"v", None);
+        }
+        let bytes: usize = (0..SHARDS).map(|i| db.lock_shard(i).bucket_bytes()).sum();
+        let per_key = bytes as f64 / n as f64;
+        assert!(per_key < 16.0, "{per_key} bucket bytes per key");
+    }
+}
