@@ -380,6 +380,39 @@ impl Db {
         }
     }
 
+    /// Estimated average remaining TTL in ms of keys with a TTL (INFO keyspace `avg_ttl`), from a sample of up
+    /// to 16 such keys per shard; 0 when none has a TTL.
+    pub fn average_ttl(&self, now_ms: i64) -> i64 {
+        let (mut sum, mut n) = (0i128, 0i128);
+        for s in self.shards.iter() {
+            let g = s.0.lock();
+            if g.volatile_len() == 0 {
+                continue;
+            }
+            let mut taken = 0;
+            for t in g.tables().iter().filter(|t| t.volatile_len() > 0) {
+                for pos in t.positions_from(0, true) {
+                    if let Some(at) = t.get(pos).expire_at() {
+                        sum += (at - now_ms).max(0) as i128;
+                        n += 1;
+                        taken += 1;
+                    }
+                    if taken >= 16 {
+                        break;
+                    }
+                }
+                if taken >= 16 {
+                    break;
+                }
+            }
+        }
+        if n == 0 {
+            0
+        } else {
+            (sum / n) as i64
+        }
+    }
+
     /// One SCAN step: calls `emit` for about `count` live keys from `cursor` on, and returns the next cursor
     /// (0 when done). Each call locks one shard at a time.
     pub fn scan(&self, cursor: u64, count: usize, now: &Now, mut emit: impl FnMut(&Entry)) -> u64 {

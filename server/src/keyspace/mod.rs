@@ -22,6 +22,7 @@ use std::sync::LazyLock;
 pub use access::{AccessMode, Now};
 pub use db::{Db, Key, Keyspace, Shard, ShardStats};
 pub use entry::{Entry, ValueKind};
+pub use evict::Evictor;
 pub use table::{Hash, Pos, SlotTable};
 
 /// Lock shards per database. A power of two well above the core count, so two cores rarely meet on one lock.

@@ -1,0 +1,196 @@
+//! Clients: the per-connection state commands see, and the registry behind CLIENT LIST, CLIENT KILL and
+//! `maxclients`.
+//!
+//! A connection's own task owns its [`Client`]; what other connections need to see or change (its name for
+//! CLIENT LIST, a kill request) lives in a shared [`ClientHandle`]. Fields that change per command are atomics
+//! written by the owner only; fields that change rarely (name, library) sit behind a small mutex.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use shoal_protocol::Proto;
+use tokio::sync::Notify;
+
+/// CLIENT REPLY mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Suppress the reply of the next command only.
+    SkipNext,
+    /// Set by SkipNext for the command being run.
+    Skipping,
+}
+
+/// Something the connection loop must do after the current command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Write the replies so far, then close (QUIT, protocol errors, CLIENT KILL of oneself).
+    Close,
+    /// Sleep this long before going on (DEBUG SLEEP: the whole server pauses with it).
+    Sleep(std::time::Duration),
+    /// Shut the server down (SHUTDOWN): close without a reply.
+    Shutdown,
+}
+
+/// Rarely changing, shared client attributes.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub name: Vec<u8>,
+    pub lib_name: Vec<u8>,
+    pub lib_ver: Vec<u8>,
+}
+
+/// What other connections may see of a client, and how to reach it.
+pub struct ClientHandle {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub laddr: SocketAddr,
+    pub fd: i32,
+    pub created_ms: i64,
+    pub info: Mutex<ClientInfo>,
+    pub db: AtomicUsize,
+    pub resp: AtomicU8,
+    pub last_interaction_ms: AtomicI64,
+    /// Command id of the last command run, plus one (0 = none yet).
+    pub last_cmd: AtomicUsize,
+    pub query_buf: AtomicUsize,
+    pub query_buf_free: AtomicUsize,
+    pub out_buf: AtomicUsize,
+    pub no_evict: AtomicBool,
+    pub no_touch: AtomicBool,
+    pub killed: AtomicBool,
+    pub kill: Notify,
+    /// Bytes of argument data of the command being run (CLIENT LIST argv-mem).
+    pub argv_mem: AtomicU64,
+}
+
+impl ClientHandle {
+    /// Asks the connection to close as soon as its current command finishes.
+    pub fn request_kill(&self) {
+        self.killed.store(true, Ordering::Relaxed);
+        self.kill.notify_one();
+    }
+}
+
+/// The connection-local state commands work with.
+pub struct Client {
+    pub handle: Arc<ClientHandle>,
+    pub db: usize,
+    pub proto: Proto,
+    pub authenticated: bool,
+    pub reply_mode: ReplyMode,
+    pub no_touch: bool,
+    pub action: Option<Action>,
+    /// Cluster READONLY: this connection may read from a replica.
+    pub readonly: bool,
+    /// Cluster ASKING: the next command may touch an importing slot.
+    pub asking: bool,
+}
+
+impl Client {
+    pub fn new(handle: Arc<ClientHandle>, authenticated: bool) -> Client {
+        Client {
+            handle,
+            db: 0,
+            proto: Proto::Resp2,
+            authenticated,
+            reply_mode: ReplyMode::On,
+            no_touch: false,
+            action: None,
+            readonly: false,
+            asking: false,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.handle.id
+    }
+
+    pub fn select(&mut self, db: usize) {
+        self.db = db;
+        self.handle.db.store(db, Ordering::Relaxed);
+    }
+}
+
+/// Every connected client.
+#[derive(Default)]
+pub struct ClientRegistry {
+    clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    next_id: AtomicU64,
+    connected: AtomicUsize,
+}
+
+impl ClientRegistry {
+    pub fn new() -> ClientRegistry {
+        ClientRegistry { next_id: AtomicU64::new(1), ..Default::default() }
+    }
+
+    /// Registers a client unless `maxclients` are already connected.
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        laddr: SocketAddr,
+        fd: i32,
+        now_ms: i64,
+        maxclients: usize,
+    ) -> Result<Arc<ClientHandle>, u64> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.clients.lock();
+        if map.len() >= maxclients {
+            return Err(id);
+        }
+        let h = Arc::new(ClientHandle {
+            id,
+            addr,
+            laddr,
+            fd,
+            created_ms: now_ms,
+            info: Mutex::new(ClientInfo::default()),
+            db: AtomicUsize::new(0),
+            resp: AtomicU8::new(2),
+            last_interaction_ms: AtomicI64::new(now_ms),
+            last_cmd: AtomicUsize::new(0),
+            query_buf: AtomicUsize::new(0),
+            query_buf_free: AtomicUsize::new(0),
+            out_buf: AtomicUsize::new(0),
+            no_evict: AtomicBool::new(false),
+            no_touch: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            kill: Notify::new(),
+            argv_mem: AtomicU64::new(0),
+        });
+        map.insert(id, h.clone());
+        self.connected.store(map.len(), Ordering::Relaxed);
+        Ok(h)
+    }
+
+    pub fn unregister(&self, id: u64) {
+        let mut map = self.clients.lock();
+        map.remove(&id);
+        self.connected.store(map.len(), Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of every client, in id order.
+    pub fn all(&self) -> Vec<Arc<ClientHandle>> {
+        self.clients.lock().values().cloned().collect()
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<ClientHandle>> {
+        self.clients.lock().get(&id).cloned()
+    }
+
+    /// Asks every client to close (shutdown).
+    pub fn kill_all(&self) {
+        for c in self.clients.lock().values() {
+            c.request_kill();
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! One client connection: read, parse every complete request in the buffer, run each, write all their
+//! replies with one write.
+//!
+//! Pipelining falls out of this shape: sixteen pipelined GETs arrive in one read and leave in one write. The
+//! request parser works in place over the read buffer, so a request costs no allocation; the parser keeps its
+//! progress when a request is split across reads, so a huge MSET is not re-scanned on every read.
+//!
+//! A framing error gets `-ERR Protocol error: ...` and the connection closes after the replies before it are
+//! written; a bad argument is just an error reply. Nothing a client sends can stop other clients.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use shoal_protocol::{ReplyWriter, RequestLimits, RequestParser};
+use smallvec::SmallVec;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::client::{Action, Client, ClientHandle};
+use crate::command::flags;
+use crate::dispatch::dispatch;
+use crate::server::Server;
+
+/// Initial read buffer; it grows for big requests and shrinks back when idle.
+const READ_BUF: usize = 16 * 1024;
+/// A read buffer this much larger than its content is released after the batch.
+const READ_BUF_SHRINK: usize = 1024 * 1024;
+
+/// Serves one connection until it closes, is killed, or the server shuts down.
+pub async fn serve(srv: Arc<Server>, mut stream: TcpStream, handle: Arc<ClientHandle>) {
+    let authenticated = !srv.settings.auth_required.load(Ordering::Relaxed);
+    let mut client = Client::new(handle.clone(), authenticated);
+    let mut out = ReplyWriter::new(shoal_protocol::Proto::Resp2);
+    let mut rbuf = BytesMut::with_capacity(READ_BUF);
+    let mut parser = RequestParser::new();
+    let mut shutdown = srv.shutdown_signal();
+    let stats = srv.stats.local();
+    loop {
+        let timeout_secs = srv.settings.timeout_secs.load(Ordering::Relaxed);
+        let idle = if timeout_secs > 0 { Duration::from_secs(timeout_secs) } else { Duration::from_secs(86400 * 365) };
+        let want = parser.bytes_needed().max(1);
+        if rbuf.capacity() - rbuf.len() < want.min(64 * 1024 * 1024) {
+            rbuf.reserve(want.clamp(READ_BUF, 64 * 1024 * 1024));
+        }
+        let n = tokio::select! {
+            biased;
+            r = stream.read_buf(&mut rbuf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            _ = handle.kill.notified() => break,
+            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(idle) => break,
+        };
+        if handle.killed.load(Ordering::Relaxed) {
+            break;
+        }
+        stats.net_in(n as u64);
+        let limit = srv.settings.query_buffer_limit.load(Ordering::Relaxed);
+        if rbuf.len() as u64 > limit {
+            tracing::warn!(client = handle.id, "closing client that reached max query buffer length");
+            break;
+        }
+        let close = run_batch(&srv, &mut client, &mut out, &mut rbuf, &mut parser, &stats).await;
+        if !out.is_empty() {
+            stats.net_out(out.len() as u64);
+            if stream.write_all(out.as_bytes()).await.is_err() {
+                break;
+            }
+            out.clear();
+            out.shrink_to(READ_BUF);
+        }
+        handle.last_interaction_ms.store(crate::keyspace::access::unix_ms(), Ordering::Relaxed);
+        handle.query_buf.store(rbuf.len(), Ordering::Relaxed);
+        if rbuf.is_empty() && rbuf.capacity() > READ_BUF_SHRINK {
+            rbuf = BytesMut::with_capacity(READ_BUF);
+        }
+        match close {
+            Some(Action::Shutdown) => {
+                srv.request_shutdown();
+                break;
+            }
+            Some(_) => break,
+            None => {}
+        }
+    }
+    let _ = stream.shutdown().await;
+    srv.clients.unregister(handle.id);
+}
+
+/// Runs every complete request in `rbuf`. Returns an action that ends the connection, if any.
+async fn run_batch(
+    srv: &Server,
+    client: &mut Client,
+    out: &mut ReplyWriter,
+    rbuf: &mut BytesMut,
+    parser: &mut RequestParser,
+    stats: &crate::stats::ThreadStats,
+) -> Option<Action> {
+    let mut start = 0usize;
+    let mut now = srv.now();
+    let mut result = None;
+    loop {
+        let limits = RequestLimits {
+            max_bulk_len: srv.settings.proto_max_bulk_len.load(Ordering::Relaxed),
+            authenticated: client.authenticated,
+        };
+        let n = match parser.parse(&rbuf[start..], &limits) {
+            Ok(Some(n)) => n,
+            Ok(None) => break,
+            Err(e) => {
+                out.error(format!("ERR {e}").as_bytes());
+                stats.error("ERR");
+                tracing::debug!(client = client.id(), "protocol error: {e}");
+                start = rbuf.len();
+                parser.reset();
+                result = Some(Action::Close);
+                break;
+            }
+        };
+        let req = parser.request(&rbuf[start..]);
+        if req.is_empty() {
+            start += n;
+            continue;
+        }
+        let args: SmallVec<[&[u8]; 8]> = req.iter().collect();
+        // CLIENT PAUSE and DEBUG SLEEP hold commands back; wait outside the parse borrow, then re-parse.
+        if let Some(until) = paused_until(srv, &args, now.ms) {
+            drop(args);
+            parser.reset();
+            wait_unpaused(srv, until).await;
+            now = srv.now();
+            continue;
+        }
+        start += n;
+        out.set_proto(client.proto);
+        dispatch(srv, client, out, &args, &now, stats);
+        match client.action.take() {
+            None => {}
+            Some(Action::Sleep(d)) => {
+                drop(args);
+                tokio::time::sleep(d).await;
+                now = srv.now();
+            }
+            Some(a) => {
+                result = Some(a);
+                start = rbuf.len();
+                break;
+            }
+        }
+    }
+    rbuf.advance(start.min(rbuf.len()));
+    result
+}
+
+fn paused_until(srv: &Server, args: &[&[u8]], now_ms: i64) -> Option<i64> {
+    let cmd = srv.commands.lookup(args).ok()?;
+    // Redis lets these through a pause: they are how a paused client is inspected or un-paused.
+    if cmd.name.starts_with("client|") || cmd.name == "ping" || cmd.name == "auth" || cmd.name == "hello" {
+        return None;
+    }
+    let is_write = cmd.has(flags::WRITE) || cmd.has(flags::MAY_REPLICATE);
+    srv.pause.blocks(now_ms, is_write)
+}
+
+async fn wait_unpaused(srv: &Server, until_ms: i64) {
+    let now = crate::keyspace::access::unix_ms();
+    let wait = Duration::from_millis((until_ms - now).max(0) as u64 + 1);
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = srv.pause.unpaused.notified() => {}
+    }
+}

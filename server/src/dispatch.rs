@@ -1,0 +1,143 @@
+//! The dispatch gate: every command passes the same checks in Redis's order (`processCommand`) — lookup,
+//! arity, authentication, cluster redirection, memory — before its handler runs. Handlers never repeat these
+//! checks. The gate also keeps commandstats and errorstats and applies CLIENT REPLY.
+
+use std::time::Instant;
+
+use shoal_protocol::ReplyWriter;
+
+use crate::client::{Client, ReplyMode};
+use crate::cmd::Ctx;
+use crate::command::{flags, Command, LookupError};
+use crate::error::{self, truncate_lossy, CmdError};
+use crate::keyspace::Now;
+use crate::server::Server;
+use crate::stats::ThreadStats;
+
+/// Runs one request (`args` non-empty) and appends its reply to `out`.
+pub fn dispatch(
+    srv: &Server,
+    client: &mut Client,
+    out: &mut ReplyWriter,
+    args: &[&[u8]],
+    now: &Now,
+    stats: &ThreadStats,
+) {
+    let reply_start = out.len();
+    let cmd = match srv.commands.lookup(args) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            let err = lookup_error(e, args);
+            reject(out, stats, None, &err);
+            finish_reply_mode(client, out, reply_start);
+            return;
+        }
+    };
+    if let Err(err) = admit(srv, client, cmd, args, now) {
+        reject(out, stats, Some(cmd), &err);
+        finish_reply_mode(client, out, reply_start);
+        return;
+    }
+    let Some(handler) = cmd.handler else {
+        // A container called bare whose arity allows it but that has no handler of its own.
+        reject(out, stats, Some(cmd), &CmdError::WrongArity(cmd.name.clone()));
+        return;
+    };
+    client.handle.last_cmd.store(cmd.id + 1, std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    let result = {
+        let mut ctx = Ctx { srv, client, out, now: *now, cmd };
+        handler(&mut ctx, args)
+    };
+    stats.call(cmd.id, started.elapsed().as_micros() as u64);
+    if let Err(err) = result {
+        stats.failed(cmd.id);
+        stats.error(&err.code());
+        out.error(err.text().as_bytes());
+    }
+    finish_reply_mode(client, out, reply_start);
+}
+
+/// The checks between lookup and execution, in Redis's order.
+#[inline]
+fn admit(srv: &Server, client: &Client, cmd: &Command, args: &[&[u8]], now: &Now) -> Result<(), CmdError> {
+    if !cmd.arity_ok(args.len()) {
+        return Err(CmdError::WrongArity(cmd.name.clone()));
+    }
+    if !client.authenticated
+        && !cmd.has(flags::NO_AUTH)
+        && srv.settings.auth_required.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(CmdError::Static(error::NOAUTH));
+    }
+    if srv.settings.maxmemory.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        let out_of_memory = srv.evict_if_needed(now).is_err();
+        if out_of_memory && cmd.has(flags::DENYOOM) {
+            return Err(CmdError::Static(error::OOM));
+        }
+    }
+    Ok(())
+}
+
+fn lookup_error(e: LookupError, args: &[&[u8]]) -> CmdError {
+    match e {
+        LookupError::UnknownCommand => {
+            // Redis lists the arguments, quoted, while the list is under 128 bytes.
+            let mut list = String::new();
+            for a in args.iter().skip(1) {
+                if list.len() >= 128 {
+                    break;
+                }
+                let room = 128 - list.len();
+                list.push('\'');
+                list.push_str(&truncate_lossy(a, room));
+                list.push_str("' ");
+            }
+            let name = args.first().map(|a| truncate_lossy(a, 128)).unwrap_or_default();
+            CmdError::Owned(format!("ERR unknown command '{name}', with args beginning with: {list}"))
+        }
+        LookupError::UnknownSubcommand => {
+            let container = args.first().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
+            CmdError::unknown_subcommand(&container, args.get(1).copied().unwrap_or_default())
+        }
+    }
+}
+
+fn reject(out: &mut ReplyWriter, stats: &ThreadStats, cmd: Option<&Command>, err: &CmdError) {
+    if let Some(cmd) = cmd {
+        stats.rejected(cmd.id);
+    }
+    stats.error(&err.code());
+    out.error(err.text().as_bytes());
+}
+
+/// CLIENT REPLY OFF/SKIP: drop what this command wrote.
+#[inline]
+fn finish_reply_mode(client: &mut Client, out: &mut ReplyWriter, reply_start: usize) {
+    match client.reply_mode {
+        ReplyMode::On => {}
+        ReplyMode::Off => out.truncate(reply_start),
+        ReplyMode::Skipping => {
+            out.truncate(reply_start);
+            client.reply_mode = ReplyMode::On;
+        }
+        // CLIENT REPLY SKIP itself has no reply; the skip applies to the next command.
+        ReplyMode::SkipNext => {
+            out.truncate(reply_start);
+            client.reply_mode = ReplyMode::Skipping;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_command_lists_quoted_args_with_trailing_space() {
+        let e = lookup_error(LookupError::UnknownCommand, &[b"foo", b"bar", b"baz"]);
+        assert_eq!(e.text(), "ERR unknown command 'foo', with args beginning with: 'bar' 'baz' ");
+        let e = lookup_error(LookupError::UnknownCommand, &[b"xxx"]);
+        assert_eq!(e.text(), "ERR unknown command 'xxx', with args beginning with: ");
+    }
+}
