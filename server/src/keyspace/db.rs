@@ -5,6 +5,10 @@
 //! works on the shard; commands on several keys take every shard they need in ascending order through a
 //! [`ShardSet`], which makes MSET, RENAME, COPY and MOVE atomic without a global lock.
 //!
+//! A [`Pos`] is valid only until the shard changes: any lookup may delete an expired key it meets and shift
+//! its neighbours, so a command working on two keys of one shard looks the first up again after touching the
+//! second.
+//!
 //! Expired keys are deleted when a lookup meets them (lazy expiry); the active cycle in `expire.rs` finds the
 //! ones nobody reads. Keyspace hit/miss/expiry counters live in the shard, under the lock already held, and are
 //! summed when INFO asks.
@@ -194,8 +198,20 @@ impl Shard {
     }
 
     /// Inserts a key known to be absent (looked up in this same critical section).
+    ///
+    /// "Absent" is what lookups report: on a replica an expired key still sits in the table (only the primary's
+    /// DEL removes it), so there the insert replaces it instead of adding a second copy.
     #[inline]
     pub fn insert(&mut self, key: &Key, entry: Entry) {
+        if !self.lazy_expire_deletes {
+            drop(self.upsert(key, entry));
+            return;
+        }
+        self.insert_absent(key, entry);
+    }
+
+    #[inline]
+    fn insert_absent(&mut self, key: &Key, entry: Entry) {
         if entry.has_expire() {
             self.volatile += 1;
         }
@@ -227,7 +243,7 @@ impl Shard {
                 Some(old)
             }
             None => {
-                self.insert(key, entry);
+                self.insert_absent(key, entry);
                 None
             }
         }
