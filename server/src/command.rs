@@ -112,6 +112,11 @@ pub struct KeySpec {
     pub find: FindKeys,
 }
 
+/// The arguments contradict a key specification (a key count past the end, ...): the command itself will
+/// report the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadKeySpec;
+
 /// A key argument: its index in the request and the spec that found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyPos {
@@ -135,7 +140,7 @@ impl Command {
 
     /// The key arguments of a request, by the key specifications (Redis's getKeysUsingKeySpecs). Err when the
     /// arguments contradict a spec (a key count past the end, ...), which the command itself reports.
-    pub fn keys(&self, args: &[&[u8]]) -> Result<smallvec::SmallVec<[KeyPos; 4]>, ()> {
+    pub fn keys(&self, args: &[&[u8]]) -> Result<smallvec::SmallVec<[KeyPos; 4]>, BadKeySpec> {
         let argc = args.len() as i64;
         let mut out = smallvec::SmallVec::new();
         for (si, spec) in self.key_specs.iter().enumerate() {
@@ -161,7 +166,7 @@ impl Command {
                     }
                     found
                 }
-                BeginSearch::Unknown => return Err(()),
+                BeginSearch::Unknown => return Err(BadKeySpec),
             };
             let (first, last, step) = match &spec.find {
                 FindKeys::Range { lastkey, keystep, limit } => {
@@ -177,23 +182,23 @@ impl Command {
                 FindKeys::Keynum { keynumidx, firstkey, keystep } => {
                     let at = first + keynumidx;
                     if at >= argc || at < 0 {
-                        return Err(());
+                        return Err(BadKeySpec);
                     }
-                    let n = crate::num::parse_i64(args[at as usize]).filter(|n| *n >= 0).ok_or(())?;
+                    let n = crate::num::parse_i64(args[at as usize]).filter(|n| *n >= 0).ok_or(BadKeySpec)?;
                     let first = first + firstkey;
                     (first, first + n - 1, *keystep)
                 }
-                FindKeys::Unknown => return Err(()),
+                FindKeys::Unknown => return Err(BadKeySpec),
             };
             if last < first {
                 // Zero keys from a keynum spec is fine; a range past its own start is not.
                 if matches!(spec.find, FindKeys::Keynum { .. }) && last == first - 1 {
                     continue;
                 }
-                return Err(());
+                return Err(BadKeySpec);
             }
             if last >= argc || first >= argc {
-                return Err(());
+                return Err(BadKeySpec);
             }
             let mut i = first;
             while i <= last {
@@ -204,16 +209,6 @@ impl Command {
             }
         }
         Ok(out)
-    }
-
-    /// Argument indexes of the keys, from the first/last/step triple (a negative last counts from the end).
-    pub fn key_indexes(&self, argc: usize) -> impl Iterator<Item = usize> {
-        let argc = argc as i64;
-        let first = self.first_key as i64;
-        let last = if self.last_key < 0 { argc + self.last_key as i64 } else { self.last_key as i64 };
-        let step = self.step.max(1) as i64;
-        let range = if first <= 0 { 1..=0 } else { first..=last.min(argc - 1) };
-        range.step_by(step as usize).map(|i| i as usize)
     }
 }
 

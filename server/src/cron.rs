@@ -41,9 +41,8 @@ impl Sampler {
         }
         let snap = srv.stats.snapshot();
         let values = [snap.total_commands(), snap.net_input_bytes, snap.net_output_bytes];
-        for i in 0..3 {
+        for (i, q) in self.samples.iter_mut().enumerate() {
             let delta = values[i].saturating_sub(self.last_values[i]) as f64 / elapsed;
-            let q = &mut self.samples[i];
             q.push_back(delta);
             if q.len() > METRIC_SAMPLES {
                 q.pop_front();
@@ -78,10 +77,8 @@ fn run(srv: Arc<Server>) {
         if srv.settings.active_expire_enabled.load(Ordering::Relaxed) {
             let effort = srv.settings.active_expire_effort.load(Ordering::Relaxed);
             let report = expire::run_cycle(&srv.keyspace, &now, &CycleBudget::new(effort, hz));
-            if report.examined > 0 {
-                srv.stats
-                    .expired_stale_perc
-                    .store((report.expired * 100 / report.examined) as u64, Ordering::Relaxed);
+            if let Some(perc) = (report.expired * 100).checked_div(report.examined) {
+                srv.stats.expired_stale_perc.store(perc as u64, Ordering::Relaxed);
             }
             if report.hit_time_limit {
                 // Keep expiry at no more than a quarter of a core: rest three times as long as we worked.

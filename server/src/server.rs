@@ -106,6 +106,10 @@ impl Settings {
     }
 }
 
+/// Used memory is over `maxmemory` and eviction cannot bring it down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfMemory;
+
 /// CLIENT PAUSE / DEBUG SLEEP state.
 #[derive(Default)]
 pub struct Pause {
@@ -226,7 +230,7 @@ impl Server {
 
     /// Evicts keys if used memory is over `maxmemory`. Err when it cannot get under (noeviction, or nothing
     /// left to evict), which is when write commands are refused with OOM.
-    pub fn evict_if_needed(&self, now: &Now) -> Result<(), ()> {
+    pub fn evict_if_needed(&self, now: &Now) -> Result<(), OutOfMemory> {
         let max = self.settings.maxmemory.load(Ordering::Relaxed);
         if max == 0 {
             return Ok(());
@@ -243,7 +247,7 @@ impl Server {
                 self.memory.note_freed(freed);
                 Ok(())
             }
-            Err(_) => Err(()),
+            Err(_) => Err(OutOfMemory),
         }
     }
 

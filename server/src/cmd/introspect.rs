@@ -126,8 +126,8 @@ fn getkeys_impl(ctx: &mut Ctx<'_>, args: &[&[u8]], with_flags: bool) -> CmdResul
     }
     let keys = match cmd.keys(inner) {
         Ok(k) => k,
-        Err(()) if cmd.has(crate::command::flags::NO_MANDATORY_KEYS) => Default::default(),
-        Err(()) => return Err(CmdError::msg("ERR Invalid arguments specified for command")),
+        Err(_) if cmd.has(crate::command::flags::NO_MANDATORY_KEYS) => Default::default(),
+        Err(_) => return Err(CmdError::msg("ERR Invalid arguments specified for command")),
     };
     ctx.out.array(keys.len());
     for k in keys {

@@ -29,7 +29,7 @@ fn config_get(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 fn config_set(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let rest = &args[2..];
-    if rest.len() % 2 != 0 {
+    if !rest.len().is_multiple_of(2) {
         return Err(CmdError::WrongArity(ctx.cmd.name.clone()));
     }
     let pairs: Vec<(&[u8], &[u8])> = rest.chunks_exact(2).map(|p| (p[0], p[1])).collect();

@@ -88,7 +88,7 @@ impl Now {
         let counter = access & 0xFF;
         let now = self.lfu_minutes();
         let elapsed = if now >= ldt { now - ldt } else { 65535 - ldt + now };
-        let periods = if decay_time_min > 0 { elapsed / decay_time_min } else { 0 };
+        let periods = elapsed.checked_div(decay_time_min).unwrap_or(0);
         counter.saturating_sub(periods)
     }
 

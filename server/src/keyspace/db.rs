@@ -433,36 +433,49 @@ impl Db {
     /// (0 when done). Each call locks one shard at a time.
     pub fn scan(&self, cursor: u64, count: usize, now: &Now, mut emit: impl FnMut(&Entry)) -> u64 {
         let count = count.max(1);
+        let total = SHARDS * SLOTS_PER_SHARD;
         let mut order = (cursor >> CURSOR_POS_BITS) as usize;
         let mut from = (cursor & u32::MAX as u64) as u32;
         let mut visited = 0usize;
-        // Bounded work on sparse databases: at most this many empty tables per call, like Redis's
-        // `maxiterations = count * 10`.
-        let mut empty_budget = count.saturating_mul(10).max(SLOTS_PER_SHARD);
-        while order < SHARDS * SLOTS_PER_SHARD {
+        while order < total {
             let shard = order / SLOTS_PER_SHARD;
-            let guard = self.shards[shard].0.lock();
+            let mut guard = self.shards[shard].0.lock();
+            if guard.is_empty() {
+                // A whole empty shard costs one check.
+                order = (shard + 1) * SLOTS_PER_SHARD;
+                from = 0;
+                continue;
+            }
             while order < (shard + 1) * SLOTS_PER_SHARD {
                 let local = order % SLOTS_PER_SHARD;
                 let table = guard.local_table(local);
-                if table.is_empty() {
-                    empty_budget = empty_budget.saturating_sub(1);
-                } else {
+                if !table.is_empty() {
+                    // Expired keys met on the way are deleted, as Redis's SCAN does.
+                    let mut expired: SmallVec<[Vec<u8>; 4]> = SmallVec::new();
                     let next = table.scan(from, count.saturating_sub(visited).max(1), |e| {
                         visited += 1;
-                        if e.expire_at().is_none_or(|at| at > now.ms) {
-                            emit(e);
+                        match e.expire_at() {
+                            Some(at) if at <= now.ms => expired.push(e.key().to_vec()),
+                            _ => emit(e),
                         }
                     });
+                    if guard.lazy_expire_deletes {
+                        for k in expired {
+                            let key = Key::new(&k);
+                            if let Some(pos) = guard.table(&key).find(key.bytes, key.hash) {
+                                drop(guard.remove(&key, pos));
+                                guard.stats.expired += 1;
+                            }
+                        }
+                    }
                     if let Some(pos) = next {
                         return ((order as u64) << CURSOR_POS_BITS) | pos as u64;
                     }
                 }
                 order += 1;
                 from = 0;
-                if visited >= count || empty_budget == 0 {
-                    drop(guard);
-                    return if order >= SHARDS * SLOTS_PER_SHARD { 0 } else { (order as u64) << CURSOR_POS_BITS };
+                if visited >= count {
+                    return if order >= total { 0 } else { (order as u64) << CURSOR_POS_BITS };
                 }
             }
         }
@@ -605,8 +618,11 @@ impl Keyspace {
 
 /// Shards of several databases, locked in (db, shard) order (MOVE, COPY with DB).
 pub struct CrossDbSet<'a> {
-    guards: SmallVec<[((usize, usize), MutexGuard<'a, Shard>); 4]>,
+    /// ((db, shard), guard), in lock order.
+    guards: SmallVec<[DbShardGuard<'a>; 4]>,
 }
+
+type DbShardGuard<'a> = ((usize, usize), MutexGuard<'a, Shard>);
 
 impl<'a> CrossDbSet<'a> {
     pub fn shard(&mut self, db: usize, key: &Key) -> &mut Shard {

@@ -467,7 +467,6 @@ impl SlotTable {
             return None;
         }
         let start_home = home_of_pos(from, cap);
-        let mut visited = 0usize;
         let mut last_home: Option<usize> = None;
         // Entries are sorted by home around the ring. Those whose home is past the end of the array sit in a
         // prefix of it ("wrapped"): they come last in hash order, so take the plain ones from start_home to the
@@ -484,7 +483,7 @@ impl SlotTable {
                 (m & OCCUPIED != 0 && disp > i).then(|| (i, cap + i - disp))
             })
             .filter(|&(_, home)| home >= start_home);
-        for (i, home) in plain.chain(wrapped) {
+        for (visited, (i, home)) in plain.chain(wrapped).enumerate() {
             if let Some(lh) = last_home {
                 if home != lh && visited >= count {
                     return Some(first_pos_of_home(home, cap) as u32);
@@ -495,7 +494,6 @@ impl SlotTable {
                     emit(e);
                 }
             }
-            visited += 1;
             last_home = Some(home);
         }
         None
