@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use shoal_protocol::Proto;
-use tokio::sync::Notify;
 
 /// CLIENT REPLY mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,16 +62,27 @@ pub struct ClientHandle {
     pub no_evict: AtomicBool,
     pub no_touch: AtomicBool,
     pub killed: AtomicBool,
-    pub kill: Notify,
+    /// Whether the connection still owns its socket; taken by killers so they never shut down a reused fd.
+    alive: Mutex<bool>,
     /// Bytes of argument data of the command being run (CLIENT LIST argv-mem).
     pub argv_mem: AtomicU64,
 }
 
 impl ClientHandle {
-    /// Asks the connection to close as soon as its current command finishes.
+    /// Closes the connection: its current command finishes, then the read or write it waits in fails.
     pub fn request_kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
-        self.kill.notify_one();
+        let alive = self.alive.lock();
+        if *alive && self.fd >= 0 {
+            // SAFETY: the connection holds the fd open while `alive` is true, and cannot close it while we hold
+            // the lock.
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        }
+    }
+
+    /// Called by the connection before it closes its socket.
+    pub fn mark_closed(&self) {
+        *self.alive.lock() = false;
     }
 }
 
@@ -89,6 +99,33 @@ pub struct Client {
     pub readonly: bool,
     /// Cluster ASKING: the next command may touch an importing slot.
     pub asking: bool,
+    /// The last command name seen and its table id: clients mostly repeat a few commands, and comparing the
+    /// bytes is cheaper than lower-casing and hashing them.
+    pub cmd_cache: CommandCache,
+}
+
+/// A one-entry cache from a command name, exactly as the client spells it, to its command id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommandCache {
+    name: [u8; 16],
+    len: u8,
+    id: u32,
+}
+
+impl CommandCache {
+    #[inline]
+    pub fn get(&self, name: &[u8]) -> Option<usize> {
+        (self.len as usize == name.len() && self.len > 0 && &self.name[..name.len()] == name).then_some(self.id as usize)
+    }
+
+    #[inline]
+    pub fn put(&mut self, name: &[u8], id: usize) {
+        if name.len() <= self.name.len() {
+            self.name[..name.len()].copy_from_slice(name);
+            self.len = name.len() as u8;
+            self.id = id as u32;
+        }
+    }
 }
 
 impl Client {
@@ -103,6 +140,7 @@ impl Client {
             action: None,
             readonly: false,
             asking: false,
+            cmd_cache: CommandCache::default(),
         }
     }
 
@@ -160,7 +198,7 @@ impl ClientRegistry {
             no_evict: AtomicBool::new(false),
             no_touch: AtomicBool::new(false),
             killed: AtomicBool::new(false),
-            kill: Notify::new(),
+            alive: Mutex::new(true),
             argv_mem: AtomicU64::new(0),
         });
         map.insert(id, h.clone());

@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use bytes::Bytes;
 use shoal_protocol::Frame;
 
@@ -77,7 +79,7 @@ pub struct Command {
     pub step: i32,
     pub handler: Option<Handler>,
     /// Subcommands by lower-case name.
-    pub subcommands: HashMap<Box<[u8]>, usize>,
+    pub subcommands: FastMap<Box<[u8]>, usize>,
     pub parent: Option<usize>,
     /// The COMMAND INFO entry, listing only the subcommands Shoal implements.
     pub info: Frame,
@@ -221,7 +223,7 @@ pub enum LookupError {
 
 pub struct CommandTable {
     commands: Vec<Command>,
-    top: HashMap<Box<[u8]>, usize>,
+    top: FastMap<Box<[u8]>, usize>,
 }
 
 static METADATA: &str = include_str!("commands.json");
@@ -277,7 +279,7 @@ impl CommandTable {
             .map_err(|e| format!("commands-extra.json is not valid JSON: {e}"))?;
         merge_extra(&mut data, extra)?;
         let handler_of: HashMap<&str, Handler> = handlers.iter().copied().collect();
-        let mut table = CommandTable { commands: Vec::new(), top: HashMap::new() };
+        let mut table = CommandTable { commands: Vec::new(), top: FastMap::default() };
         let mut bound = 0usize;
         let obj = data.as_object().ok_or("commands.json: top level is not an object")?;
         for (name, meta) in obj {
@@ -433,7 +435,7 @@ fn command_from_info(
         last_key: int(4)? as i32,
         step: int(5)? as i32,
         handler,
-        subcommands: HashMap::new(),
+        subcommands: FastMap::default(),
         parent,
         info: info.clone(),
         docs: None,

@@ -58,6 +58,21 @@ impl Sampler {
     }
 }
 
+/// Closes clients idle for longer than `timeout` seconds (Redis's clientsCronHandleTimeout).
+fn close_idle_clients(srv: &Server) {
+    let timeout_ms = srv.settings.timeout_secs.load(Ordering::Relaxed) as i64 * 1000;
+    if timeout_ms == 0 {
+        return;
+    }
+    let now = crate::keyspace::access::unix_ms();
+    for c in srv.clients.all() {
+        if now - c.last_interaction_ms.load(Ordering::Relaxed) > timeout_ms {
+            tracing::debug!(client = c.id, "closing idle client");
+            c.request_kill();
+        }
+    }
+}
+
 /// Starts the cron thread.
 pub fn spawn(srv: Arc<Server>) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("shoal-cron".into()).spawn(move || run(srv))
@@ -67,6 +82,7 @@ fn run(srv: Arc<Server>) {
     let mut sampler = Sampler::new();
     let mut next_sample = Instant::now() + METRIC_PERIOD;
     let mut pause_after_work = Duration::ZERO;
+    let mut next_client_check = Instant::now();
     while !srv.is_shutting_down() {
         let hz = srv.settings.hz.load(Ordering::Relaxed).clamp(1, 500);
         let period = Duration::from_micros(1_000_000 / hz as u64);
@@ -91,6 +107,10 @@ fn run(srv: Arc<Server>) {
             sampler.sample(&srv);
             srv.memory.refresh();
             next_sample = Instant::now() + METRIC_PERIOD;
+        }
+        if Instant::now() >= next_client_check {
+            close_idle_clients(&srv);
+            next_client_check = Instant::now() + Duration::from_secs(1);
         }
     }
 }

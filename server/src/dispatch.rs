@@ -2,8 +2,6 @@
 //! arity, authentication, cluster redirection, memory — before its handler runs. Handlers never repeat these
 //! checks. The gate also keeps commandstats and errorstats and applies CLIENT REPLY.
 
-use std::time::Instant;
-
 use shoal_protocol::ReplyWriter;
 
 use crate::client::{Client, ReplyMode};
@@ -24,8 +22,15 @@ pub fn dispatch(
     stats: &ThreadStats,
 ) {
     let reply_start = out.len();
-    let cmd = match srv.commands.lookup(args) {
-        Ok(cmd) => cmd,
+    // Only commands without subcommands are cached: the first argument alone identifies them.
+    let cached = args.first().and_then(|name| client.cmd_cache.get(name));
+    let cmd = match cached.map(|id| srv.commands.by_id(id)).ok_or(()).or_else(|_| srv.commands.lookup(args)) {
+        Ok(cmd) => {
+            if cached.is_none() && cmd.subcommands.is_empty() && cmd.parent.is_none() {
+                client.cmd_cache.put(args[0], cmd.id);
+            }
+            cmd
+        }
         Err(e) => {
             let err = lookup_error(e, args);
             reject(out, stats, None, &err);
@@ -44,12 +49,12 @@ pub fn dispatch(
         return;
     };
     client.handle.last_cmd.store(cmd.id + 1, std::sync::atomic::Ordering::Relaxed);
-    let started = Instant::now();
+    let started = crate::clock::Ticks::now();
     let result = {
         let mut ctx = Ctx { srv, client, out, now: *now, cmd };
         handler(&mut ctx, args)
     };
-    stats.call(cmd.id, started.elapsed().as_micros() as u64);
+    stats.call(cmd.id, started.elapsed_us());
     if let Err(err) = result {
         stats.failed(cmd.id);
         stats.error(&err.code());

@@ -5,6 +5,7 @@
 //! the [`command`] table to a handler in [`cmd`], which works on the [`keyspace`].
 
 pub mod client;
+pub mod clock;
 pub mod cmd;
 pub mod command;
 pub mod config;

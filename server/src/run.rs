@@ -61,6 +61,7 @@ pub fn main(args: Vec<String>) -> anyhow::Result<()> {
 
 /// Binds, serves, and returns after shutdown.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    crate::clock::calibrate();
     let handlers = cmd::handlers();
     let commands = CommandTable::build(&handlers).map_err(anyhow::Error::msg)?;
     let listeners = listener::bind_all(&config.bind, config.port, config.tcp_backlog)?;

@@ -136,6 +136,12 @@ impl Pause {
         self.unpaused.notify_waiters();
     }
 
+    /// Whether any pause may be in force at `now_ms` (one load; the per-command check starts here).
+    #[inline]
+    pub fn active(&self, now_ms: i64) -> bool {
+        self.until_ms.load(Ordering::Relaxed) > now_ms
+    }
+
     /// If a command of this kind must wait at `now_ms`, until when.
     #[inline]
     pub fn blocks(&self, now_ms: i64, is_write: bool) -> Option<i64> {
