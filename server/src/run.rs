@@ -32,6 +32,8 @@ pub fn main(args: Vec<String>) -> anyhow::Result<()> {
         }
         Invocation::Run(c) => c,
     };
+    std::env::set_current_dir(&config.dir)
+        .with_context(|| format!("changing to the working directory {}", config.dir.display()))?;
     if config.daemonize {
         daemonize().context("daemonize")?;
     }

@@ -241,7 +241,12 @@ impl Server {
         if max == 0 {
             return Ok(());
         }
-        let used = self.memory.used(now.ms);
+        let mut used = self.memory.used(now.ms);
+        // Within 1/16 of the limit the cached figure (up to a millisecond old) is not good enough: read the
+        // allocator again so that used memory does not creep over the limit between refreshes.
+        if used <= max && used > max - max / 16 {
+            used = self.memory.refresh();
+        }
         if used <= max {
             return Ok(());
         }

@@ -30,11 +30,12 @@ fn config_get(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 fn config_set(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let rest = &args[2..];
     if !rest.len().is_multiple_of(2) {
-        return Err(CmdError::WrongArity(ctx.cmd.name.clone()));
+        return Err(CmdError::syntax());
     }
     let pairs: Vec<(&[u8], &[u8])> = rest.chunks_exact(2).map(|p| (p[0], p[1])).collect();
     let mut config = ctx.srv.config.write();
-    let changed = config.set(&pairs).map_err(|e| CmdError::Owned(e.wire_text()))?;
+    let local = ctx.client.handle.addr.ip().is_loopback();
+    let changed = config.set_from_client(&pairs, local).map_err(|e| CmdError::Owned(e.wire_text()))?;
     ctx.srv.settings.load(&config);
     if changed.contains(&"dir") {
         let _ = std::env::set_current_dir(&config.dir);
@@ -213,6 +214,7 @@ mod tests {
         assert_eq!(c.srv.settings.maxmemory.load(std::sync::atomic::Ordering::Relaxed), 104857600);
         assert!(c.text(&["CONFIG", "SET", "port", "1"]).starts_with("-ERR CONFIG SET failed"));
         assert_eq!(c.text(&["CONFIG", "SET", "maxmemory"]), "-ERR wrong number of arguments for 'config|set' command");
+        assert_eq!(c.text(&["CONFIG", "SET", "maxmemory", "1mb", "hz"]), "-ERR syntax error");
     }
 
     #[test]
