@@ -43,7 +43,11 @@ impl Redirect {
             "MOVED" | "ASK" => {
                 let slot = Slot::new(parts.next()?.parse().ok()?)?;
                 let addr = parts.next()?.to_string();
-                Some(if code == "MOVED" { Redirect::Moved { slot, addr } } else { Redirect::Ask { slot, addr } })
+                Some(if code == "MOVED" {
+                    Redirect::Moved { slot, addr }
+                } else {
+                    Redirect::Ask { slot, addr }
+                })
             }
             "CROSSSLOT" => Some(Redirect::CrossSlot),
             "TRYAGAIN" => Some(Redirect::TryAgain),
@@ -66,8 +70,14 @@ mod tests {
     #[test]
     fn texts_round_trip() {
         let all = [
-            Redirect::Moved { slot: Slot::for_key(b"foo"), addr: "127.0.0.1:7001".into() },
-            Redirect::Ask { slot: Slot::for_key(b"bar"), addr: "10.0.0.2:7000".into() },
+            Redirect::Moved {
+                slot: Slot::for_key(b"foo"),
+                addr: "127.0.0.1:7001".into(),
+            },
+            Redirect::Ask {
+                slot: Slot::for_key(b"bar"),
+                addr: "10.0.0.2:7000".into(),
+            },
             Redirect::CrossSlot,
             Redirect::TryAgain,
             Redirect::ClusterDown,
@@ -81,9 +91,16 @@ mod tests {
 
     #[test]
     fn exact_redis_texts() {
-        assert_eq!(Redirect::CrossSlot.error_text(), "CROSSSLOT Keys in request don't hash to the same slot");
         assert_eq!(
-            Redirect::Moved { slot: Slot::for_key(b"foo"), addr: "127.0.0.1:7002".into() }.error_text(),
+            Redirect::CrossSlot.error_text(),
+            "CROSSSLOT Keys in request don't hash to the same slot"
+        );
+        assert_eq!(
+            Redirect::Moved {
+                slot: Slot::for_key(b"foo"),
+                addr: "127.0.0.1:7002".into()
+            }
+            .error_text(),
             "MOVED 12182 127.0.0.1:7002"
         );
         assert_eq!(Redirect::parse("ERR nope"), None);

@@ -71,7 +71,10 @@ mod tests {
         assert_eq!(Slot::for_key(b"foo").get(), 12182);
         assert_eq!(Slot::for_key(b"bar").get(), 5061);
         assert_eq!(Slot::for_key(b"").get(), 0);
-        assert_eq!(Slot::for_key(b"key:000000000001").get(), Slot::for_key(b"key:000000000001").get());
+        assert_eq!(
+            Slot::for_key(b"key:000000000001").get(),
+            Slot::for_key(b"key:000000000001").get()
+        );
     }
 
     #[test]

@@ -65,16 +65,7 @@ impl PartialEq for Frame {
             (Map(a), Map(b)) | (Attribute(a), Attribute(b)) => a == b,
             (Double(a), Double(b)) => a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
             (Boolean(a), Boolean(b)) => a == b,
-            (
-                Verbatim {
-                    format: fa,
-                    text: ta,
-                },
-                Verbatim {
-                    format: fb,
-                    text: tb,
-                },
-            ) => fa == fb && ta == tb,
+            (Verbatim { format: fa, text: ta }, Verbatim { format: fb, text: tb }) => fa == fb && ta == tb,
             _ => false,
         }
     }
@@ -220,11 +211,7 @@ impl FrameDecoder {
     }
 
     /// Same contract as [`Frame::parse`].
-    pub fn decode(
-        &mut self,
-        buf: &mut BytesMut,
-        limits: &FrameLimits,
-    ) -> Result<Option<Frame>, ProtocolError> {
+    pub fn decode(&mut self, buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<Frame>, ProtocolError> {
         if buf.len() < self.progress.pos {
             // Not the buffer the progress was made on; checking it afresh is always right.
             self.reset();
@@ -267,10 +254,7 @@ fn header(out: &mut BytesMut, prefix: u8, n: i64) {
 fn line(out: &mut BytesMut, prefix: u8, s: &[u8]) {
     out.put_u8(prefix);
     if s.iter().any(|&b| b == b'\r' || b == b'\n') {
-        out.extend(
-            s.iter()
-                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
+        out.extend(s.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
     } else {
         out.put_slice(s);
     }
@@ -422,11 +406,7 @@ impl Sink for Builder<'_> {
         } else {
             Vec::with_capacity(slots.min(MAX_PREALLOC))
         };
-        self.stack.push(Partial {
-            kind,
-            items,
-            dropped,
-        });
+        self.stack.push(Partial { kind, items, dropped });
     }
 
     fn close(&mut self) {
@@ -488,8 +468,7 @@ fn drive<S: Sink>(
                 let attribute = kind == Kind::Attribute;
                 sink.open(kind, len, attribute && !stack.is_empty());
                 let slots = if matches!(kind, Kind::Map | Kind::Attribute) {
-                    len.checked_mul(2)
-                        .ok_or(ProtocolError::Invalid("aggregate too long"))?
+                    len.checked_mul(2).ok_or(ProtocolError::Invalid("aggregate too long"))?
                 } else {
                     len
                 };
@@ -532,11 +511,7 @@ fn drive<S: Sink>(
 }
 
 /// Reads the element header at `pos`: `Ok(None)` if incomplete, else the item and where the next one starts.
-fn item(
-    buf: &[u8],
-    pos: usize,
-    limits: &FrameLimits,
-) -> Result<Option<(Item, usize)>, ProtocolError> {
+fn item(buf: &[u8], pos: usize, limits: &FrameLimits) -> Result<Option<(Item, usize)>, ProtocolError> {
     let Some(&kind) = buf.get(pos) else {
         return Ok(None);
     };
@@ -623,16 +598,10 @@ fn item(
 }
 
 /// Finds the CRLF ending the line that starts at `start`: `(end of content, start of next line)`.
-fn read_line(
-    buf: &[u8],
-    start: usize,
-    limits: &FrameLimits,
-) -> Result<Option<(usize, usize)>, ProtocolError> {
-    let window_end = buf.len().min(
-        start
-            .saturating_add(limits.max_inline_len)
-            .saturating_add(1),
-    );
+fn read_line(buf: &[u8], start: usize, limits: &FrameLimits) -> Result<Option<(usize, usize)>, ProtocolError> {
+    let window_end = buf
+        .len()
+        .min(start.saturating_add(limits.max_inline_len).saturating_add(1));
     let found = buf
         .get(start..window_end)
         .and_then(|w| w.iter().position(|&b| b == b'\r' || b == b'\n'));
@@ -668,11 +637,7 @@ fn parse_int(s: &[u8]) -> Option<i64> {
         let d = i64::from(d - b'0');
         // Accumulating negatively reaches i64::MIN without overflowing on the way.
         v = v.checked_mul(10)?;
-        v = if negative {
-            v.checked_sub(d)?
-        } else {
-            v.checked_add(d)?
-        };
+        v = if negative { v.checked_sub(d)? } else { v.checked_add(d)? };
     }
     Some(v)
 }
@@ -804,10 +769,7 @@ mod tests {
         let Ok(Some(Frame::Array(items))) = Frame::parse(&mut buf, &FrameLimits::default()) else {
             panic!()
         };
-        assert_eq!(
-            items[0].as_bulk().map(|b| b.as_ptr() as usize),
-            Some(start + 8)
-        );
+        assert_eq!(items[0].as_bulk().map(|b| b.as_ptr() as usize), Some(start + 8));
     }
 
     #[test]
@@ -821,10 +783,7 @@ mod tests {
                 Frame::Integer(3)
             )])))
         );
-        assert_eq!(
-            Frame::parse(&mut buf, &limits),
-            Ok(Some(Frame::Bulk(b(b"v"))))
-        );
+        assert_eq!(Frame::parse(&mut buf, &limits), Ok(Some(Frame::Bulk(b(b"v")))));
         assert_eq!(parse_one(b"|0\r\n"), Ok(Some(Frame::Attribute(vec![]))));
     }
 
@@ -832,17 +791,11 @@ mod tests {
     fn a_nested_attribute_is_dropped_without_taking_an_element_slot() {
         assert_eq!(
             parse_one(b"*2\r\n:1\r\n|1\r\n+a\r\n*1\r\n:9\r\n:2\r\n"),
-            Ok(Some(Frame::Array(vec![
-                Frame::Integer(1),
-                Frame::Integer(2)
-            ])))
+            Ok(Some(Frame::Array(vec![Frame::Integer(1), Frame::Integer(2)])))
         );
         assert_eq!(
             parse_one(b"%1\r\n|0\r\n+k\r\n|0\r\n+v\r\n"),
-            Ok(Some(Frame::Map(vec![(
-                Frame::Simple(b(b"k")),
-                Frame::Simple(b(b"v"))
-            )])))
+            Ok(Some(Frame::Map(vec![(Frame::Simple(b(b"k")), Frame::Simple(b(b"v")))])))
         );
         assert_eq!(parse_one(b"*1\r\n|0\r\n"), Ok(None));
     }
@@ -870,11 +823,7 @@ mod tests {
             b"+a\rb\r\n",
             b"+a\nb\r\n",
         ] {
-            assert!(
-                parse_one(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(parse_one(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -910,10 +859,7 @@ mod tests {
         );
         assert!(parse(b"+123456789").is_err());
         assert!(parse(b"+123456789\r\n").is_err());
-        assert_eq!(
-            parse(b"+12345678\r\n"),
-            Ok(Some(Frame::Simple(b(b"12345678"))))
-        );
+        assert_eq!(parse(b"+12345678\r\n"), Ok(Some(Frame::Simple(b(b"12345678")))));
         // The default limits let a huge claimed length wait for its bytes without reserving them.
         assert_eq!(parse_one(b"*2147483647\r\n"), Ok(None));
         assert_eq!(parse_one(b"$536870912\r\n"), Ok(None));
@@ -933,10 +879,7 @@ mod tests {
         assert_eq!(Frame::Double(0.1).to_bytes(), &b",0.1\r\n"[..]);
         assert_eq!(Frame::Double(1e300).to_bytes(), &b",1e300\r\n"[..]);
         assert_eq!(Frame::Double(f64::INFINITY).to_bytes(), &b",inf\r\n"[..]);
-        assert_eq!(
-            Frame::Double(f64::NEG_INFINITY).to_bytes(),
-            &b",-inf\r\n"[..]
-        );
+        assert_eq!(Frame::Double(f64::NEG_INFINITY).to_bytes(), &b",-inf\r\n"[..]);
         assert_eq!(Frame::Double(-f64::NAN).to_bytes(), &b",nan\r\n"[..]);
     }
 
@@ -967,10 +910,7 @@ mod tests {
 
     #[test]
     fn line_breaks_in_simple_strings_are_encoded_as_spaces() {
-        assert_eq!(
-            Frame::Error(b(b"ERR a\r\nb")).to_bytes(),
-            &b"-ERR a  b\r\n"[..]
-        );
+        assert_eq!(Frame::Error(b(b"ERR a\r\nb")).to_bytes(), &b"-ERR a  b\r\n"[..]);
     }
 
     #[test]
@@ -1021,17 +961,11 @@ mod tests {
             Just(Frame::NullArray),
             Just(Frame::Null),
             any::<f64>().prop_map(Frame::Double),
-            prop_oneof![
-                Just(f64::INFINITY),
-                Just(f64::NEG_INFINITY),
-                Just(f64::NAN),
-                Just(-0.0)
-            ]
-            .prop_map(Frame::Double),
+            prop_oneof![Just(f64::INFINITY), Just(f64::NEG_INFINITY), Just(f64::NAN), Just(-0.0)]
+                .prop_map(Frame::Double),
             any::<bool>().prop_map(Frame::Boolean),
             "-?[0-9]{1,40}".prop_map(|s| Frame::BigNumber(Bytes::from(s))),
-            (any::<[u8; 3]>(), arb_blob())
-                .prop_map(|(format, text)| Frame::Verbatim { format, text }),
+            (any::<[u8; 3]>(), arb_blob()).prop_map(|(format, text)| Frame::Verbatim { format, text }),
             arb_blob().prop_map(Frame::BlobError),
         ]
     }
@@ -1118,10 +1052,7 @@ mod tests {
         let mut buf = BytesMut::from(&b"*2\r\n:1\r\n"[..]);
         assert_eq!(decoder.decode(&mut buf, &limits), Ok(None));
         let mut other = BytesMut::from(&b":7\r\n"[..]);
-        assert_eq!(
-            decoder.decode(&mut other, &limits),
-            Ok(Some(Frame::Integer(7)))
-        );
+        assert_eq!(decoder.decode(&mut other, &limits), Ok(Some(Frame::Integer(7))));
     }
 
     proptest! {

@@ -119,10 +119,8 @@ impl ReplyWriter {
     /// the framing.
     pub fn error(&mut self, msg: &[u8]) {
         self.buf.push(b'-');
-        self.buf.extend(
-            msg.iter()
-                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
+        self.buf
+            .extend(msg.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
         self.buf.extend_from_slice(CRLF);
     }
 
@@ -377,14 +375,7 @@ pub fn format_double(buf: &mut [u8; 64], d: f64) -> &[u8] {
         return &buf[..3];
     }
     // SAFETY: the format consumes exactly one double and snprintf writes at most buf.len() bytes, NUL included.
-    let n = unsafe {
-        libc::snprintf(
-            buf.as_mut_ptr() as *mut libc::c_char,
-            buf.len(),
-            c"%.17g".as_ptr(),
-            d,
-        )
-    };
+    let n = unsafe { libc::snprintf(buf.as_mut_ptr() as *mut libc::c_char, buf.len(), c"%.17g".as_ptr(), d) };
     let n = (n.max(0) as usize).min(buf.len() - 1);
     &buf[..n]
 }

@@ -65,10 +65,7 @@ enum State {
     /// Looking for the end of the `*<count>` line.
     Count,
     /// Reading bulks: `remaining` still to come, `bulk` the length of the current one once its `$` line is read.
-    Bulks {
-        remaining: usize,
-        bulk: Option<usize>,
-    },
+    Bulks { remaining: usize, bulk: Option<usize> },
 }
 
 /// An incremental request parser, one per connection.
@@ -112,11 +109,7 @@ impl RequestParser {
     /// * `Ok(None)`: incomplete. The parser keeps its progress; call again with a `buf` that starts at the same
     ///   byte and has more bytes appended.
     /// * `Err`: a framing error. Redis replies with the error text and closes the connection.
-    pub fn parse(
-        &mut self,
-        buf: &[u8],
-        limits: &RequestLimits,
-    ) -> Result<Option<usize>, ProtocolError> {
+    pub fn parse(&mut self, buf: &[u8], limits: &RequestLimits) -> Result<Option<usize>, ProtocolError> {
         if buf.len() < self.pos.max(self.scan) {
             // The caller broke the contract (a buffer that does not extend the previous one); starting over is
             // the only answer that cannot read out of bounds.
@@ -159,11 +152,7 @@ impl RequestParser {
     /// The arguments of the request the last `Ok(Some(_))` returned; `buf` must be the buffer passed to that
     /// call.
     pub fn request<'a>(&'a self, buf: &'a [u8]) -> Request<'a> {
-        let base = if self.inline {
-            self.scratch.as_slice()
-        } else {
-            buf
-        };
+        let base = if self.inline { self.scratch.as_slice() } else { buf };
         Request {
             base,
             spans: &self.spans,
@@ -201,19 +190,13 @@ impl RequestParser {
         self.pos = 0;
         self.scan = 0;
         self.inline = !multibulk;
-        self.state = if multibulk {
-            State::Count
-        } else {
-            State::Inline
-        };
+        self.state = if multibulk { State::Count } else { State::Inline };
     }
 
     /// Looks for `term` in the line starting at `self.pos`, the way Redis's `strchr` does: a NUL byte ends the
     /// search unsuccessfully. The line may be at most `PROTO_INLINE_MAX_SIZE` bytes before its terminator.
     fn find(&mut self, buf: &[u8], term: u8) -> Line {
-        let window_end = buf
-            .len()
-            .min(self.pos.saturating_add(PROTO_INLINE_MAX_SIZE + 1));
+        let window_end = buf.len().min(self.pos.saturating_add(PROTO_INLINE_MAX_SIZE + 1));
         let from = self.scan.max(self.pos);
         let hit = buf
             .get(from..window_end)
@@ -260,11 +243,7 @@ impl RequestParser {
         Ok(Some(newline + 1))
     }
 
-    fn parse_count(
-        &mut self,
-        buf: &[u8],
-        limits: &RequestLimits,
-    ) -> Result<Option<usize>, ProtocolError> {
+    fn parse_count(&mut self, buf: &[u8], limits: &RequestLimits) -> Result<Option<usize>, ProtocolError> {
         let cr = match self.find(buf, b'\r') {
             Line::At(i) => i,
             Line::Pending => return Ok(None),
@@ -285,23 +264,15 @@ impl RequestParser {
         if count <= 0 {
             return Ok(Some(next));
         }
-        let remaining =
-            usize::try_from(count).map_err(|_| ProtocolError::InvalidMultibulkLength)?;
+        let remaining = usize::try_from(count).map_err(|_| ProtocolError::InvalidMultibulkLength)?;
         self.spans.reserve(remaining.min(SPANS_INITIAL_CAP));
         self.pos = next;
         self.scan = next;
-        self.state = State::Bulks {
-            remaining,
-            bulk: None,
-        };
+        self.state = State::Bulks { remaining, bulk: None };
         self.parse_bulks(buf, limits)
     }
 
-    fn parse_bulks(
-        &mut self,
-        buf: &[u8],
-        limits: &RequestLimits,
-    ) -> Result<Option<usize>, ProtocolError> {
+    fn parse_bulks(&mut self, buf: &[u8], limits: &RequestLimits) -> Result<Option<usize>, ProtocolError> {
         let State::Bulks {
             mut remaining,
             mut bulk,
@@ -317,10 +288,7 @@ impl RequestParser {
                     match len {
                         Some(len) => len,
                         None => {
-                            self.state = State::Bulks {
-                                remaining,
-                                bulk: None,
-                            };
+                            self.state = State::Bulks { remaining, bulk: None };
                             return Ok(None);
                         }
                     }
@@ -348,11 +316,7 @@ impl RequestParser {
     }
 
     /// Reads a `$<len>` line at `self.pos`: `Ok(None)` when it is incomplete.
-    fn bulk_header(
-        &mut self,
-        buf: &[u8],
-        limits: &RequestLimits,
-    ) -> Result<Option<usize>, ProtocolError> {
+    fn bulk_header(&mut self, buf: &[u8], limits: &RequestLimits) -> Result<Option<usize>, ProtocolError> {
         let cr = match self.find(buf, b'\r') {
             Line::At(i) => i,
             Line::Pending => return Ok(None),
@@ -440,11 +404,7 @@ fn hex_value(b: u8) -> Option<u8> {
 /// guarantees `line` holds no NUL of its own (the line search stops at one). Note the asymmetry Redis has:
 /// blanks between arguments are `isspace` (vertical tab and form feed included), but only space, tab, CR and
 /// LF end an unquoted argument.
-fn split_args(
-    line: &[u8],
-    scratch: &mut Vec<u8>,
-    spans: &mut Vec<(usize, usize)>,
-) -> Result<(), ProtocolError> {
+fn split_args(line: &[u8], scratch: &mut Vec<u8>, spans: &mut Vec<(usize, usize)>) -> Result<(), ProtocolError> {
     let at = |i: usize| line.get(i).copied().unwrap_or(0);
     let mut p = 0;
     loop {
@@ -575,13 +535,7 @@ mod tests {
         loop {
             match parser.parse(&buf[start..], limits) {
                 Ok(Some(n)) => {
-                    out.push(
-                        parser
-                            .request(&buf[start..])
-                            .iter()
-                            .map(<[u8]>::to_vec)
-                            .collect(),
-                    );
+                    out.push(parser.request(&buf[start..]).iter().map(<[u8]>::to_vec).collect());
                     start += n;
                 }
                 Ok(None) => return (out, None),
@@ -591,11 +545,7 @@ mod tests {
     }
 
     /// Feeds `buf` in the given chunks as a connection would: append, parse until incomplete, repeat.
-    fn parse_chunked(
-        buf: &[u8],
-        cuts: &[usize],
-        limits: &RequestLimits,
-    ) -> (Vec<Args>, Option<ProtocolError>) {
+    fn parse_chunked(buf: &[u8], cuts: &[usize], limits: &RequestLimits) -> (Vec<Args>, Option<ProtocolError>) {
         let mut parser = RequestParser::new();
         let mut out = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
@@ -609,13 +559,7 @@ mod tests {
             loop {
                 match parser.parse(&pending, limits) {
                     Ok(Some(n)) => {
-                        out.push(
-                            parser
-                                .request(&pending)
-                                .iter()
-                                .map(<[u8]>::to_vec)
-                                .collect(),
-                        );
+                        out.push(parser.request(&pending).iter().map(<[u8]>::to_vec).collect());
                         pending.drain(..n);
                     }
                     Ok(None) => break,
@@ -683,10 +627,7 @@ mod tests {
         assert_eq!(parser.parse(buf, &AUTHED), Ok(Some(18)));
         let req = parser.request(buf);
         assert!(req.is_inline());
-        assert_eq!(
-            req.iter().collect::<Vec<_>>(),
-            vec![&b"SET"[..], b"a b", b"c'd"]
-        );
+        assert_eq!(req.iter().collect::<Vec<_>>(), vec![&b"SET"[..], b"a b", b"c'd"]);
     }
 
     #[test]
@@ -722,10 +663,7 @@ mod tests {
     #[test]
     fn inline_too_big_text_matches_redis() {
         let buf = vec![b'A'; 100 * 1024];
-        assert_eq!(
-            err_text(&buf, &AUTHED),
-            "Protocol error: too big inline request"
-        );
+        assert_eq!(err_text(&buf, &AUTHED), "Protocol error: too big inline request");
     }
 
     #[test]
@@ -772,10 +710,7 @@ mod tests {
             inline_args(br#""\n\r\t\b\a\\\"\q""#),
             Ok(args(&[b"\n\r\t\x08\x07\\\"q"]))
         );
-        assert_eq!(
-            inline_args(br#""\x41\x4a\xff\x0" x"#),
-            Ok(args(&[b"AJ\xffx0", b"x"]))
-        );
+        assert_eq!(inline_args(br#""\x41\x4a\xff\x0" x"#), Ok(args(&[b"AJ\xffx0", b"x"])));
         assert_eq!(inline_args(br#""\x00""#), Ok(args(&[b"\0"])));
     }
 
@@ -792,24 +727,15 @@ mod tests {
 
     #[test]
     fn a_closing_quote_must_be_followed_by_a_blank() {
-        assert_eq!(
-            inline_args(br#""a"b"#),
-            Err(ProtocolError::UnbalancedQuotes)
-        );
-        assert_eq!(
-            inline_args(br#"'a'b"#),
-            Err(ProtocolError::UnbalancedQuotes)
-        );
+        assert_eq!(inline_args(br#""a"b"#), Err(ProtocolError::UnbalancedQuotes));
+        assert_eq!(inline_args(br#"'a'b"#), Err(ProtocolError::UnbalancedQuotes));
         assert_eq!(inline_args(b"\"a\"\x0bb"), Ok(args(&[b"a", b"b"])));
         assert_eq!(inline_args(b"\"a\"\x0cb"), Ok(args(&[b"a", b"b"])));
     }
 
     #[test]
     fn a_trailing_backslash_leaves_a_quote_open() {
-        assert_eq!(
-            inline_args(br#""abc\"#),
-            Err(ProtocolError::UnbalancedQuotes)
-        );
+        assert_eq!(inline_args(br#""abc\"#), Err(ProtocolError::UnbalancedQuotes));
     }
 
     #[test]
@@ -821,10 +747,7 @@ mod tests {
     #[test]
     fn vertical_tab_separates_only_between_arguments() {
         // isspace() skips \v and \f before an argument, but they do not end an unquoted one.
-        assert_eq!(
-            inline_args(b"\x0ba\x0bb\x0c c"),
-            Ok(args(&[b"a\x0bb\x0c", b"c"]))
-        );
+        assert_eq!(inline_args(b"\x0ba\x0bb\x0c c"), Ok(args(&[b"a\x0bb\x0c", b"c"])));
     }
 
     #[test]
@@ -862,10 +785,7 @@ mod tests {
     fn too_big_mbulk_count_string_text_matches_redis() {
         let mut buf = b"*".to_vec();
         buf.extend(std::iter::repeat_n(b'1', PROTO_INLINE_MAX_SIZE));
-        assert_eq!(
-            err_text(&buf, &AUTHED),
-            "Protocol error: too big mbulk count string"
-        );
+        assert_eq!(err_text(&buf, &AUTHED), "Protocol error: too big mbulk count string");
         buf.pop();
         assert_eq!(one(&buf), Ok(None));
     }
@@ -898,18 +818,9 @@ mod tests {
             "Protocol error: expected '$', got 'X'"
         );
         // Redis then turns the CR or LF into a space when it writes the error.
-        assert_eq!(
-            one(b"*1\r\n\r\n"),
-            Err(ProtocolError::ExpectedDollar(b'\r'))
-        );
-        assert_eq!(
-            one(b"*1\r\n\n\r\n"),
-            Err(ProtocolError::ExpectedDollar(b'\n'))
-        );
-        assert_eq!(
-            one(b"*1\r\n\xc8\r\n"),
-            Err(ProtocolError::ExpectedDollar(0xc8))
-        );
+        assert_eq!(one(b"*1\r\n\r\n"), Err(ProtocolError::ExpectedDollar(b'\r')));
+        assert_eq!(one(b"*1\r\n\n\r\n"), Err(ProtocolError::ExpectedDollar(b'\n')));
+        assert_eq!(one(b"*1\r\n\xc8\r\n"), Err(ProtocolError::ExpectedDollar(0xc8)));
     }
 
     #[test]
@@ -926,11 +837,7 @@ mod tests {
             b"*1\r\n$+4\r\nPING\r\n",
             b"*1\r\n$04\r\nPING\r\n",
         ] {
-            assert_eq!(
-                err_text(bad, &AUTHED),
-                "Protocol error: invalid bulk length",
-                "{bad:?}"
-            );
+            assert_eq!(err_text(bad, &AUTHED), "Protocol error: invalid bulk length", "{bad:?}");
         }
         assert_eq!(
             err_text(b"*1\r\n$536870913\r\n", &AUTHED),
@@ -959,16 +866,10 @@ mod tests {
     fn too_big_bulk_count_string_text_matches_redis() {
         let mut buf = b"*1\r\n$".to_vec();
         buf.extend(std::iter::repeat_n(b'1', PROTO_INLINE_MAX_SIZE + 1));
-        assert_eq!(
-            err_text(&buf, &AUTHED),
-            "Protocol error: too big bulk count string"
-        );
+        assert_eq!(err_text(&buf, &AUTHED), "Protocol error: too big bulk count string");
         // Even when the line does not start with `$`: its first byte is not looked at before the line ends.
         buf[4] = b'X';
-        assert_eq!(
-            err_text(&buf, &AUTHED),
-            "Protocol error: too big bulk count string"
-        );
+        assert_eq!(err_text(&buf, &AUTHED), "Protocol error: too big bulk count string");
     }
 
     #[test]
@@ -1000,10 +901,7 @@ mod tests {
 
     #[test]
     fn bulk_payload_may_hold_any_bytes() {
-        assert_eq!(
-            one(b"*1\r\n$4\r\n\0\r\n\r\r\n"),
-            Ok(Some((14, args(&[b"\0\r\n\r"]))))
-        );
+        assert_eq!(one(b"*1\r\n$4\r\n\0\r\n\r\r\n"), Ok(Some((14, args(&[b"\0\r\n\r"])))));
     }
 
     #[test]
@@ -1052,11 +950,7 @@ mod tests {
         assert_eq!(err, None);
         assert_eq!(
             reqs,
-            vec![
-                args(&[b"PING"]),
-                args(&[b"ECHO", b"hi"]),
-                args(&[b"ECHO", b""])
-            ]
+            vec![args(&[b"PING"]), args(&[b"ECHO", b"hi"]), args(&[b"ECHO", b""])]
         );
     }
 
@@ -1107,8 +1001,7 @@ mod tests {
     /// single-quoted, separated by random blanks.
     fn arb_inline() -> impl Strategy<Value = (Vec<u8>, Args)> {
         let word = prop_oneof![
-            prop::collection::vec(prop::sample::select(b"abcXYZ019-_:.{}".to_vec()), 1..8)
-                .prop_map(|w| (w.clone(), w)),
+            prop::collection::vec(prop::sample::select(b"abcXYZ019-_:.{}".to_vec()), 1..8).prop_map(|w| (w.clone(), w)),
             prop::collection::vec(any::<u8>(), 0..8).prop_map(|w| {
                 let mut enc = b"\"".to_vec();
                 for &b in &w {
@@ -1117,29 +1010,23 @@ mod tests {
                 enc.push(b'"');
                 (enc, w)
             }),
-            prop::collection::vec(prop::sample::select(b"ab c\"\\'".to_vec()), 0..8).prop_map(
-                |w| {
-                    let mut enc = b"'".to_vec();
-                    for &b in &w {
-                        if b == b'\'' {
-                            enc.extend_from_slice(b"\\'");
-                        } else {
-                            enc.push(b);
-                        }
+            prop::collection::vec(prop::sample::select(b"ab c\"\\'".to_vec()), 0..8).prop_map(|w| {
+                let mut enc = b"'".to_vec();
+                for &b in &w {
+                    if b == b'\'' {
+                        enc.extend_from_slice(b"\\'");
+                    } else {
+                        enc.push(b);
                     }
-                    enc.push(b'\'');
-                    // A backslash right before the closing quote would escape it.
-                    let ends_in_backslash = w.last() == Some(&b'\\');
-                    (
-                        if ends_in_backslash {
-                            b"'x'".to_vec()
-                        } else {
-                            enc
-                        },
-                        if ends_in_backslash { b"x".to_vec() } else { w },
-                    )
                 }
-            ),
+                enc.push(b'\'');
+                // A backslash right before the closing quote would escape it.
+                let ends_in_backslash = w.last() == Some(&b'\\');
+                (
+                    if ends_in_backslash { b"'x'".to_vec() } else { enc },
+                    if ends_in_backslash { b"x".to_vec() } else { w },
+                )
+            }),
         ];
         let blank = prop::sample::select(vec![&b" "[..], b"  ", b"\t", b" \x0b "]);
         (prop::collection::vec((word, blank), 0..5), prop::bool::ANY).prop_map(|(words, crlf)| {

@@ -115,7 +115,8 @@ pub struct CommandCache {
 impl CommandCache {
     #[inline]
     pub fn get(&self, name: &[u8]) -> Option<usize> {
-        (self.len as usize == name.len() && self.len > 0 && &self.name[..name.len()] == name).then_some(self.id as usize)
+        (self.len as usize == name.len() && self.len > 0 && &self.name[..name.len()] == name)
+            .then_some(self.id as usize)
     }
 
     #[inline]
@@ -164,7 +165,10 @@ pub struct ClientRegistry {
 
 impl ClientRegistry {
     pub fn new() -> ClientRegistry {
-        ClientRegistry { next_id: AtomicU64::new(1), ..Default::default() }
+        ClientRegistry {
+            next_id: AtomicU64::new(1),
+            ..Default::default()
+        }
     }
 
     /// Registers a client unless `maxclients` are already connected.

@@ -100,8 +100,16 @@ pub enum BeginSearch {
 /// How to find a key specification's keys from where they begin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FindKeys {
-    Range { lastkey: i64, keystep: i64, limit: i64 },
-    Keynum { keynumidx: i64, firstkey: i64, keystep: i64 },
+    Range {
+        lastkey: i64,
+        keystep: i64,
+        limit: i64,
+    },
+    Keynum {
+        keynumidx: i64,
+        firstkey: i64,
+        keystep: i64,
+    },
     Unknown,
 }
 
@@ -171,7 +179,11 @@ impl Command {
                 BeginSearch::Unknown => return Err(BadKeySpec),
             };
             let (first, last, step) = match &spec.find {
-                FindKeys::Range { lastkey, keystep, limit } => {
+                FindKeys::Range {
+                    lastkey,
+                    keystep,
+                    limit,
+                } => {
                     let last = if *lastkey >= 0 {
                         first + lastkey
                     } else if *limit == 0 {
@@ -181,12 +193,18 @@ impl Command {
                     };
                     (first, last, *keystep)
                 }
-                FindKeys::Keynum { keynumidx, firstkey, keystep } => {
+                FindKeys::Keynum {
+                    keynumidx,
+                    firstkey,
+                    keystep,
+                } => {
                     let at = first + keynumidx;
                     if at >= argc || at < 0 {
                         return Err(BadKeySpec);
                     }
-                    let n = crate::num::parse_i64(args[at as usize]).filter(|n| *n >= 0).ok_or(BadKeySpec)?;
+                    let n = crate::num::parse_i64(args[at as usize])
+                        .filter(|n| *n >= 0)
+                        .ok_or(BadKeySpec)?;
                     let first = first + firstkey;
                     (first, first + n - 1, *keystep)
                 }
@@ -205,7 +223,10 @@ impl Command {
             let mut i = first;
             while i <= last {
                 if i >= 1 && i < argc {
-                    out.push(KeyPos { index: i as usize, spec: si });
+                    out.push(KeyPos {
+                        index: i as usize,
+                        spec: si,
+                    });
                 }
                 i += step.max(1);
             }
@@ -242,7 +263,9 @@ fn merge_extra(data: &mut serde_json::Value, extra: serde_json::Value) -> Result
             obj.insert(name, meta);
             continue;
         };
-        let Some(p) = obj.get_mut(parent) else { return Err(format!("{name}: no container {parent}")) };
+        let Some(p) = obj.get_mut(parent) else {
+            return Err(format!("{name}: no container {parent}"));
+        };
         let sub_info = meta.get("info").cloned().unwrap_or(Value::Null);
         match p.get_mut("info").and_then(|i| i.get_mut(9)) {
             Some(Value::Array(subs)) => subs.push(sub_info),
@@ -275,11 +298,14 @@ impl CommandTable {
     pub fn build(handlers: &[(&'static str, Handler)]) -> Result<CommandTable, String> {
         let mut data: serde_json::Value =
             serde_json::from_str(METADATA).map_err(|e| format!("commands.json is not valid JSON: {e}"))?;
-        let extra: serde_json::Value = serde_json::from_str(EXTRA_METADATA)
-            .map_err(|e| format!("commands-extra.json is not valid JSON: {e}"))?;
+        let extra: serde_json::Value =
+            serde_json::from_str(EXTRA_METADATA).map_err(|e| format!("commands-extra.json is not valid JSON: {e}"))?;
         merge_extra(&mut data, extra)?;
         let handler_of: HashMap<&str, Handler> = handlers.iter().copied().collect();
-        let mut table = CommandTable { commands: Vec::new(), top: FastMap::default() };
+        let mut table = CommandTable {
+            commands: Vec::new(),
+            top: FastMap::default(),
+        };
         let mut bound = 0usize;
         let obj = data.as_object().ok_or("commands.json: top level is not an object")?;
         for (name, meta) in obj {
@@ -322,13 +348,18 @@ impl CommandTable {
                 bound += 1;
                 let short = full.split('|').nth(1).unwrap_or(&full).to_string();
                 table.commands.push(sub);
-                table.commands[id].subcommands.insert(short.into_bytes().into_boxed_slice(), sid);
+                table.commands[id]
+                    .subcommands
+                    .insert(short.into_bytes().into_boxed_slice(), sid);
             }
         }
         if bound != handlers.len() {
             let known: std::collections::HashSet<&str> = table.commands.iter().map(|c| c.name.as_str()).collect();
-            let missing: Vec<&str> =
-                handlers.iter().map(|(n, _)| *n).filter(|n| !known.contains(n)).collect();
+            let missing: Vec<&str> = handlers
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| !known.contains(n))
+                .collect();
             return Err(format!("handlers without command metadata: {missing:?}"));
         }
         Ok(table)
@@ -337,7 +368,9 @@ impl CommandTable {
     /// Finds the command for a request: the subcommand of a container when there is a second argument.
     #[inline]
     pub fn lookup(&self, args: &[&[u8]]) -> Result<&Command, LookupError> {
-        let Some(name) = args.first() else { return Err(LookupError::UnknownCommand) };
+        let Some(name) = args.first() else {
+            return Err(LookupError::UnknownCommand);
+        };
         let id = self.find_top(name).ok_or(LookupError::UnknownCommand)?;
         let cmd = &self.commands[id];
         if cmd.subcommands.is_empty() || args.len() < 2 {
@@ -419,11 +452,18 @@ fn command_from_info(
     parent: Option<usize>,
 ) -> Result<Command, String> {
     let items = as_array(info).ok_or_else(|| format!("{name}: info is not an array"))?;
-    let int = |i: usize| items.get(i).and_then(|f| f.as_integer()).ok_or_else(|| format!("{name}: field {i}"));
+    let int = |i: usize| {
+        items
+            .get(i)
+            .and_then(|f| f.as_integer())
+            .ok_or_else(|| format!("{name}: field {i}"))
+    };
     let flags = match items.get(2) {
-        Some(Frame::Set(fs)) | Some(Frame::Array(fs)) => {
-            fs.iter().filter_map(frame_str).map(|f| flags::from_name(&f)).fold(0, |a, b| a | b)
-        }
+        Some(Frame::Set(fs)) | Some(Frame::Array(fs)) => fs
+            .iter()
+            .filter_map(frame_str)
+            .map(|f| flags::from_name(&f))
+            .fold(0, |a, b| a | b),
         _ => 0,
     };
     Ok(Command {
@@ -445,7 +485,10 @@ fn command_from_info(
 
 fn map_get<'a>(f: &'a Frame, key: &str) -> Option<&'a Frame> {
     match f {
-        Frame::Map(pairs) => pairs.iter().find(|(k, _)| frame_str(k).as_deref() == Some(key)).map(|(_, v)| v),
+        Frame::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| frame_str(k).as_deref() == Some(key))
+            .map(|(_, v)| v),
         _ => None,
     }
 }
@@ -473,7 +516,10 @@ fn key_specs_from(f: &Frame) -> Vec<KeySpec> {
                     match (kind.as_str(), s) {
                         ("index", Some(s)) => BeginSearch::Index(map_int(s, "index").unwrap_or(0)),
                         ("keyword", Some(s)) => BeginSearch::Keyword {
-                            keyword: map_get(s, "keyword").and_then(frame_str).unwrap_or_default().into_bytes(),
+                            keyword: map_get(s, "keyword")
+                                .and_then(frame_str)
+                                .unwrap_or_default()
+                                .into_bytes(),
                             startfrom: map_int(s, "startfrom").unwrap_or(1),
                         },
                         _ => BeginSearch::Unknown,
@@ -507,10 +553,17 @@ fn key_specs_from(f: &Frame) -> Vec<KeySpec> {
 }
 
 fn filter_subcommands_in_info(info: &Frame, keep: &[&str]) -> Frame {
-    let Some(items) = as_array(info) else { return info.clone() };
+    let Some(items) = as_array(info) else {
+        return info.clone();
+    };
     let mut items = items.to_vec();
     if let Some(Frame::Set(subs)) | Some(Frame::Array(subs)) = items.get_mut(9) {
-        subs.retain(|s| as_array(s).and_then(|a| a.first()).and_then(frame_str).is_some_and(|n| keep.contains(&n.as_str())));
+        subs.retain(|s| {
+            as_array(s)
+                .and_then(|a| a.first())
+                .and_then(frame_str)
+                .is_some_and(|n| keep.contains(&n.as_str()))
+        });
     }
     Frame::Array(items)
 }

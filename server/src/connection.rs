@@ -8,9 +8,9 @@
 //! A framing error gets `-ERR Protocol error: ...` and the connection closes after the replies before it are
 //! written; a bad argument is just an error reply. Nothing a client sends can stop other clients.
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -62,7 +62,10 @@ pub async fn serve(srv: Arc<Server>, mut stream: TcpStream, handle: Arc<ClientHa
         stats.net_in(n as u64);
         let limit = srv.settings.query_buffer_limit.load(Ordering::Relaxed);
         if rbuf.len() as u64 > limit {
-            tracing::warn!(client = handle.id, "closing client that reached max query buffer length");
+            tracing::warn!(
+                client = handle.id,
+                "closing client that reached max query buffer length"
+            );
             break;
         }
         let close = run_batch(&srv, &mut client, &mut out, &mut rbuf, &mut parser, &stats).await;
@@ -74,7 +77,9 @@ pub async fn serve(srv: Arc<Server>, mut stream: TcpStream, handle: Arc<ClientHa
             out.clear();
             out.shrink_to(READ_BUF);
         }
-        handle.last_interaction_ms.store(crate::keyspace::access::unix_ms(), Ordering::Relaxed);
+        handle
+            .last_interaction_ms
+            .store(crate::keyspace::access::unix_ms(), Ordering::Relaxed);
         handle.query_buf.store(rbuf.len(), Ordering::Relaxed);
         if rbuf.is_empty() && rbuf.capacity() > READ_BUF_SHRINK {
             rbuf = BytesMut::with_capacity(READ_BUF);
@@ -149,7 +154,10 @@ async fn run_batch(
             Ok(Some(n)) => n,
             Ok(None) => break,
             Err(e) => {
-                out.error(format!("ERR {e}").as_bytes());
+                // The offending byte goes back raw, as Redis sends it, not re-encoded as UTF-8.
+                let mut msg = b"ERR ".to_vec();
+                msg.extend_from_slice(&e.reply_bytes());
+                out.error(&msg);
                 stats.error("ERR");
                 tracing::debug!(client = client.id(), "protocol error: {e}");
                 start = rbuf.len();

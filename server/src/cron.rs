@@ -31,7 +31,11 @@ struct Sampler {
 
 impl Sampler {
     fn new() -> Sampler {
-        Sampler { last: Instant::now(), last_values: [0; 3], samples: Default::default() }
+        Sampler {
+            last: Instant::now(),
+            last_values: [0; 3],
+            samples: Default::default(),
+        }
     }
 
     fn sample(&mut self, srv: &Server) {
@@ -50,11 +54,20 @@ impl Sampler {
         }
         self.last_values = values;
         self.last = Instant::now();
-        let avg = |q: &VecDeque<f64>| if q.is_empty() { 0.0 } else { q.iter().sum::<f64>() / q.len() as f64 };
+        let avg = |q: &VecDeque<f64>| {
+            if q.is_empty() {
+                0.0
+            } else {
+                q.iter().sum::<f64>() / q.len() as f64
+            }
+        };
         let m = &srv.instantaneous;
-        m.ops_per_sec.store(avg(&self.samples[0]).round() as u64, Ordering::Relaxed);
-        m.input_kbps_x100.store((avg(&self.samples[1]) / 1024.0 * 100.0) as u64, Ordering::Relaxed);
-        m.output_kbps_x100.store((avg(&self.samples[2]) / 1024.0 * 100.0) as u64, Ordering::Relaxed);
+        m.ops_per_sec
+            .store(avg(&self.samples[0]).round() as u64, Ordering::Relaxed);
+        m.input_kbps_x100
+            .store((avg(&self.samples[1]) / 1024.0 * 100.0) as u64, Ordering::Relaxed);
+        m.output_kbps_x100
+            .store((avg(&self.samples[2]) / 1024.0 * 100.0) as u64, Ordering::Relaxed);
     }
 }
 
@@ -75,7 +88,9 @@ fn close_idle_clients(srv: &Server) {
 
 /// Starts the cron thread.
 pub fn spawn(srv: Arc<Server>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("shoal-cron".into()).spawn(move || run(srv))
+    std::thread::Builder::new()
+        .name("shoal-cron".into())
+        .spawn(move || run(srv))
 }
 
 fn run(srv: Arc<Server>) {
@@ -86,7 +101,11 @@ fn run(srv: Arc<Server>) {
     while !srv.is_shutting_down() {
         let hz = srv.settings.hz.load(Ordering::Relaxed).clamp(1, 500);
         let period = Duration::from_micros(1_000_000 / hz as u64);
-        let sleep = if pause_after_work.is_zero() { period } else { pause_after_work.max(Duration::from_millis(1)) };
+        let sleep = if pause_after_work.is_zero() {
+            period
+        } else {
+            pause_after_work.max(Duration::from_millis(1))
+        };
         std::thread::sleep(sleep.min(Duration::from_millis(100)));
         pause_after_work = Duration::ZERO;
         let now = srv.now();

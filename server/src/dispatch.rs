@@ -24,7 +24,11 @@ pub fn dispatch(
     let reply_start = out.len();
     // Only commands without subcommands are cached: the first argument alone identifies them.
     let cached = args.first().and_then(|name| client.cmd_cache.get(name));
-    let cmd = match cached.map(|id| srv.commands.by_id(id)).ok_or(()).or_else(|_| srv.commands.lookup(args)) {
+    let cmd = match cached
+        .map(|id| srv.commands.by_id(id))
+        .ok_or(())
+        .or_else(|_| srv.commands.lookup(args))
+    {
         Ok(cmd) => {
             if cached.is_none() && cmd.subcommands.is_empty() && cmd.parent.is_none() {
                 client.cmd_cache.put(args[0], cmd.id);
@@ -48,10 +52,19 @@ pub fn dispatch(
         reject(out, stats, Some(cmd), &CmdError::WrongArity(cmd.name.clone()));
         return;
     };
-    client.handle.last_cmd.store(cmd.id + 1, std::sync::atomic::Ordering::Relaxed);
+    client
+        .handle
+        .last_cmd
+        .store(cmd.id + 1, std::sync::atomic::Ordering::Relaxed);
     let started = crate::clock::Ticks::now();
     let result = {
-        let mut ctx = Ctx { srv, client, out, now: *now, cmd };
+        let mut ctx = Ctx {
+            srv,
+            client,
+            out,
+            now: *now,
+            cmd,
+        };
         handler(&mut ctx, args)
     };
     stats.call(cmd.id, started.elapsed_us());
@@ -88,6 +101,8 @@ fn lookup_error(e: LookupError, args: &[&[u8]]) -> CmdError {
     match e {
         LookupError::UnknownCommand => {
             // Redis lists the arguments, quoted, while the list is under 128 bytes.
+            // Redis formats these with `%.*s`, which stops at a NUL byte.
+            let c_str = |a: &&[u8]| -> Vec<u8> { a.iter().copied().take_while(|&b| b != 0).collect() };
             let mut list = String::new();
             for a in args.iter().skip(1) {
                 if list.len() >= 128 {
@@ -95,14 +110,22 @@ fn lookup_error(e: LookupError, args: &[&[u8]]) -> CmdError {
                 }
                 let room = 128 - list.len();
                 list.push('\'');
-                list.push_str(&truncate_lossy(a, room));
+                list.push_str(&truncate_lossy(&c_str(a), room));
                 list.push_str("' ");
             }
-            let name = args.first().map(|a| truncate_lossy(a, 128)).unwrap_or_default();
-            CmdError::Owned(format!("ERR unknown command '{name}', with args beginning with: {list}"))
+            let name = args
+                .first()
+                .map(|a| truncate_lossy(&c_str(a), 128).into_owned())
+                .unwrap_or_default();
+            CmdError::Owned(format!(
+                "ERR unknown command '{name}', with args beginning with: {list}"
+            ))
         }
         LookupError::UnknownSubcommand => {
-            let container = args.first().map(|a| String::from_utf8_lossy(a).into_owned()).unwrap_or_default();
+            let container = args
+                .first()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .unwrap_or_default();
             CmdError::unknown_subcommand(&container, args.get(1).copied().unwrap_or_default())
         }
     }
@@ -141,7 +164,10 @@ mod tests {
     #[test]
     fn unknown_command_lists_quoted_args_with_trailing_space() {
         let e = lookup_error(LookupError::UnknownCommand, &[b"foo", b"bar", b"baz"]);
-        assert_eq!(e.text(), "ERR unknown command 'foo', with args beginning with: 'bar' 'baz' ");
+        assert_eq!(
+            e.text(),
+            "ERR unknown command 'foo', with args beginning with: 'bar' 'baz' "
+        );
         let e = lookup_error(LookupError::UnknownCommand, &[b"xxx"]);
         assert_eq!(e.text(), "ERR unknown command 'xxx', with args beginning with: ");
     }

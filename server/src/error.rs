@@ -121,11 +121,17 @@ mod tests {
 
     #[test]
     fn arity_text_names_the_command() {
-        assert_eq!(CmdError::WrongArity("client|kill".into()).text(), "ERR wrong number of arguments for 'client|kill' command");
+        assert_eq!(
+            CmdError::WrongArity("client|kill".into()).text(),
+            "ERR wrong number of arguments for 'client|kill' command"
+        );
     }
 
     #[test]
     fn unknown_subcommand_uppercases_the_container() {
-        assert_eq!(CmdError::unknown_subcommand("client", b"foo").text(), "ERR unknown subcommand 'foo'. Try CLIENT HELP.");
+        assert_eq!(
+            CmdError::unknown_subcommand("client", b"foo").text(),
+            "ERR unknown subcommand 'foo'. Try CLIENT HELP."
+        );
     }
 }

@@ -26,13 +26,7 @@ pub fn glob_match(pattern: &[u8], string: &[u8], nocase: bool) -> bool {
 /// position of the remaining string, no earlier `*` can help by swallowing more bytes, because
 /// that would only start the same tail later in the string. Every caller up the stack then gives
 /// up at once, which bounds the work to roughly pattern length times string length.
-fn match_from(
-    pattern: &[u8],
-    string: &[u8],
-    nocase: bool,
-    skip_longer_matches: &mut bool,
-    nesting: u32,
-) -> bool {
+fn match_from(pattern: &[u8], string: &[u8], nocase: bool, skip_longer_matches: &mut bool, nesting: u32) -> bool {
     if nesting > MAX_NESTING {
         return false;
     }

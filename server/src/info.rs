@@ -7,13 +7,24 @@ use std::sync::atomic::Ordering;
 
 use crate::config::Config;
 use crate::keyspace::access::unix_ms;
-use crate::memory::{allocator_stats, bytes_to_human, rss_bytes};
+use crate::memory::{allocator_stats, bytes_to_human, rss_bytes, AllocatorStats};
 use crate::run::{REDIS_COMPAT_VERSION, VERSION};
 use crate::server::Server;
 
 /// Sections in the default INFO reply.
-const DEFAULT_SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "errorstats", "cluster", "keyspace"];
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
 /// Sections added by `all`; `everything` is the same here (no modules).
 const ALL_EXTRA: &[&str] = &["commandstats", "latencystats"];
 
@@ -43,7 +54,9 @@ pub fn sections_for(args: &[&[u8]]) -> Vec<String> {
 
 /// Renders the requested sections.
 pub fn render(srv: &Server, sections: &[String]) -> String {
-    let config = srv.config.read().clone();
+    // Read the allocator before this function allocates anything, so INFO does not count its own reply.
+    let mem = allocator_stats();
+    let config = srv.config.read();
     let mut out = String::with_capacity(4096);
     let mut first = true;
     for s in sections {
@@ -58,7 +71,7 @@ pub fn render(srv: &Server, sections: &[String]) -> String {
                 "Clients"
             }
             "memory" => {
-                memory(srv, &config, &mut body);
+                memory(srv, &config, mem, &mut body);
                 "Memory"
             }
             "persistence" => {
@@ -118,7 +131,15 @@ fn server(srv: &Server, config: &Config, b: &mut String) {
     let _ = writeln!(b, "redis_git_sha1:00000000");
     let _ = writeln!(b, "redis_git_dirty:0");
     let _ = writeln!(b, "redis_build_id:0");
-    let _ = writeln!(b, "redis_mode:{}", if config.cluster_enabled { "cluster" } else { "standalone" });
+    let _ = writeln!(
+        b,
+        "redis_mode:{}",
+        if config.cluster_enabled {
+            "cluster"
+        } else {
+            "standalone"
+        }
+    );
     let _ = writeln!(b, "os:{uname}");
     let _ = writeln!(b, "arch_bits:64");
     let _ = writeln!(b, "monotonic_clock:POSIX clock_gettime");
@@ -135,9 +156,15 @@ fn server(srv: &Server, config: &Config, b: &mut String) {
     let _ = writeln!(b, "hz:{}", config.hz);
     let _ = writeln!(b, "configured_hz:{}", config.hz);
     let _ = writeln!(b, "lru_clock:{}", srv.now().lru_clock());
-    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default();
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let _ = writeln!(b, "executable:{exe}");
-    let cfg_file = config.config_file.as_ref().map(|f| f.path.display().to_string()).unwrap_or_default();
+    let cfg_file = config
+        .config_file
+        .as_ref()
+        .map(|f| f.path.display().to_string())
+        .unwrap_or_default();
     let _ = writeln!(b, "config_file:{cfg_file}");
     let _ = writeln!(b, "io_threads_active:0");
 }
@@ -157,7 +184,11 @@ fn uname() -> String {
 
 fn clients(srv: &Server, config: &Config, b: &mut String) {
     let all = srv.clients.all();
-    let max_in = all.iter().map(|c| c.query_buf.load(Ordering::Relaxed)).max().unwrap_or(0);
+    let max_in = all
+        .iter()
+        .map(|c| c.query_buf.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
     let max_out = all.iter().map(|c| c.out_buf.load(Ordering::Relaxed)).max().unwrap_or(0);
     let _ = writeln!(b, "connected_clients:{}", all.len());
     let _ = writeln!(b, "cluster_connections:0");
@@ -169,9 +200,7 @@ fn clients(srv: &Server, config: &Config, b: &mut String) {
     let _ = writeln!(b, "clients_in_timeout_table:0");
 }
 
-fn memory(srv: &Server, config: &Config, b: &mut String) {
-    let a = allocator_stats();
-    srv.memory.refresh();
+fn memory(srv: &Server, config: &Config, a: AllocatorStats, b: &mut String) {
     let used = a.allocated;
     let rss = rss_bytes();
     let peak = srv.memory.peak().max(used);
@@ -182,7 +211,15 @@ fn memory(srv: &Server, config: &Config, b: &mut String) {
     let _ = writeln!(b, "used_memory_rss_human:{}", bytes_to_human(rss));
     let _ = writeln!(b, "used_memory_peak:{peak}");
     let _ = writeln!(b, "used_memory_peak_human:{}", bytes_to_human(peak));
-    let _ = writeln!(b, "used_memory_peak_perc:{:.2}%", if peak > 0 { used as f64 * 100.0 / peak as f64 } else { 100.0 });
+    let _ = writeln!(
+        b,
+        "used_memory_peak_perc:{:.2}%",
+        if peak > 0 {
+            used as f64 * 100.0 / peak as f64
+        } else {
+            100.0
+        }
+    );
     let _ = writeln!(b, "allocator_allocated:{}", a.allocated);
     let _ = writeln!(b, "allocator_active:{}", a.active);
     let _ = writeln!(b, "allocator_resident:{}", a.resident);
@@ -206,7 +243,11 @@ fn memory(srv: &Server, config: &Config, b: &mut String) {
     let _ = writeln!(b, "mem_clients_normal:0");
     let _ = writeln!(b, "mem_allocator:jemalloc-5.3.0");
     let _ = writeln!(b, "active_defrag_running:0");
-    let _ = writeln!(b, "lazyfree_pending_objects:{}", srv.lazyfree_pending.load(Ordering::Relaxed));
+    let _ = writeln!(
+        b,
+        "lazyfree_pending_objects:{}",
+        srv.lazyfree_pending.load(Ordering::Relaxed)
+    );
     let _ = writeln!(b, "lazyfreed_objects:0");
 }
 
@@ -245,23 +286,43 @@ fn stats(srv: &Server, b: &mut String) {
         ks += db.stats();
     }
     let m = &srv.instantaneous;
-    let _ = writeln!(b, "total_connections_received:{}", srv.stats.connections_received.load(Ordering::Relaxed));
+    let _ = writeln!(
+        b,
+        "total_connections_received:{}",
+        srv.stats.connections_received.load(Ordering::Relaxed)
+    );
     let _ = writeln!(b, "total_commands_processed:{}", snap.total_commands());
     let _ = writeln!(b, "instantaneous_ops_per_sec:{}", m.ops_per_sec.load(Ordering::Relaxed));
     let _ = writeln!(b, "total_net_input_bytes:{}", snap.net_input_bytes);
     let _ = writeln!(b, "total_net_output_bytes:{}", snap.net_output_bytes);
     let _ = writeln!(b, "total_net_repl_input_bytes:0");
     let _ = writeln!(b, "total_net_repl_output_bytes:0");
-    let _ = writeln!(b, "instantaneous_input_kbps:{:.2}", m.input_kbps_x100.load(Ordering::Relaxed) as f64 / 100.0);
-    let _ = writeln!(b, "instantaneous_output_kbps:{:.2}", m.output_kbps_x100.load(Ordering::Relaxed) as f64 / 100.0);
+    let _ = writeln!(
+        b,
+        "instantaneous_input_kbps:{:.2}",
+        m.input_kbps_x100.load(Ordering::Relaxed) as f64 / 100.0
+    );
+    let _ = writeln!(
+        b,
+        "instantaneous_output_kbps:{:.2}",
+        m.output_kbps_x100.load(Ordering::Relaxed) as f64 / 100.0
+    );
     let _ = writeln!(b, "instantaneous_input_repl_kbps:0.00");
     let _ = writeln!(b, "instantaneous_output_repl_kbps:0.00");
-    let _ = writeln!(b, "rejected_connections:{}", srv.stats.rejected_connections.load(Ordering::Relaxed));
+    let _ = writeln!(
+        b,
+        "rejected_connections:{}",
+        srv.stats.rejected_connections.load(Ordering::Relaxed)
+    );
     let _ = writeln!(b, "sync_full:0");
     let _ = writeln!(b, "sync_partial_ok:0");
     let _ = writeln!(b, "sync_partial_err:0");
     let _ = writeln!(b, "expired_keys:{}", ks.expired);
-    let _ = writeln!(b, "expired_stale_perc:{:.2}", srv.stats.expired_stale_perc.load(Ordering::Relaxed) as f64);
+    let _ = writeln!(
+        b,
+        "expired_stale_perc:{:.2}",
+        srv.stats.expired_stale_perc.load(Ordering::Relaxed) as f64
+    );
     let _ = writeln!(b, "expired_time_cap_reached_count:0");
     let _ = writeln!(b, "evicted_keys:{}", ks.evicted);
     let _ = writeln!(b, "evicted_clients:0");
@@ -304,7 +365,9 @@ fn cpu(b: &mut String) {
 fn commandstats(srv: &Server, b: &mut String) {
     let snap = srv.stats.snapshot();
     for cmd in srv.commands.all() {
-        let Some(&[calls, usec, rejected, failed]) = snap.commands.get(cmd.id) else { continue };
+        let Some(&[calls, usec, rejected, failed]) = snap.commands.get(cmd.id) else {
+            continue;
+        };
         if calls == 0 && rejected == 0 && failed == 0 {
             continue;
         }

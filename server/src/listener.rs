@@ -28,7 +28,10 @@ pub fn bind_all(bind: &[String], port: u16, backlog: u32) -> std::io::Result<Vec
             "::*" => "::",
             other => other,
         };
-        let sa: SocketAddr = match format!("{ip}:{port}").parse().or_else(|_| format!("[{ip}]:{port}").parse()) {
+        let sa: SocketAddr = match format!("{ip}:{port}")
+            .parse()
+            .or_else(|_| format!("[{ip}]:{port}").parse())
+        {
             Ok(sa) => sa,
             Err(_) => {
                 return Err(std::io::Error::new(
@@ -55,7 +58,11 @@ pub fn bind_all(bind: &[String], port: u16, backlog: u32) -> std::io::Result<Vec
 }
 
 fn listen(sa: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
-    let sock = if sa.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let sock = if sa.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     sock.set_reuseaddr(true)?;
     if sa.is_ipv6() {
         // Keep IPv6 listeners IPv6-only, so `* ::*` can bind both families on one port.
@@ -98,7 +105,10 @@ pub async fn accept_loop(srv: Arc<Server>, listener: TcpListener) {
         let laddr = stream.local_addr().unwrap_or(addr);
         let fd = stream.as_raw_fd();
         let maxclients = srv.settings.maxclients.load(Ordering::Relaxed);
-        match srv.clients.register(addr, laddr, fd, crate::keyspace::access::unix_ms(), maxclients) {
+        match srv
+            .clients
+            .register(addr, laddr, fd, crate::keyspace::access::unix_ms(), maxclients)
+        {
             Ok(handle) => {
                 tokio::spawn(connection::serve(srv.clone(), stream, handle));
             }

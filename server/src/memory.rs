@@ -41,7 +41,10 @@ impl MemoryMeter {
     pub fn used(&self, now_ms: i64) -> u64 {
         let last = self.refreshed_at_ms.load(Ordering::Relaxed);
         if last != now_ms
-            && self.refreshed_at_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .refreshed_at_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             return self.refresh();
         }
@@ -58,7 +61,9 @@ impl MemoryMeter {
 
     /// Lowers the cached figure by what eviction just freed.
     pub fn note_freed(&self, bytes: u64) {
-        let _ = self.used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(bytes)));
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(bytes)));
     }
 
     /// The highest `used_memory` seen (INFO `used_memory_peak`).
@@ -87,7 +92,9 @@ pub fn allocator_stats() -> AllocatorStats {
 
 /// Resident set size of this process, from /proc/self/statm.
 pub fn rss_bytes() -> u64 {
-    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
+    let Ok(s) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
     let pages: u64 = s.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };

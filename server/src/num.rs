@@ -530,7 +530,11 @@ mod tests {
             (None, "1,5", Err(Bad)),
             (None, "00001.5", Ok("1.5")),
             (None, "12345678901234567890", Ok("12345678901234567890")),
-            (None, "123456789012345678901234567890", Ok("123456789012345678899921813504")),
+            (
+                None,
+                "123456789012345678901234567890",
+                Ok("123456789012345678899921813504"),
+            ),
             (None, "0.12345678901234567890", Ok("0.12345678901234568")),
             (None, "5.0000000000000001", Ok("5.0000000000000001")),
             (Some("5"), "0.0000000000000001", Ok("5.0000000000000001")),
@@ -654,7 +658,10 @@ mod tests {
     #[test]
     fn incr_float_errors_carry_the_redis_text() {
         assert_eq!(IncrFloatError::NotAFloat.message(), b"ERR value is not a valid float");
-        assert_eq!(IncrFloatError::NanOrInfinity.message(), b"ERR increment would produce NaN or Infinity");
+        assert_eq!(
+            IncrFloatError::NanOrInfinity.message(),
+            b"ERR increment would produce NaN or Infinity"
+        );
         assert_eq!(IncrFloatError::NotAFloat.to_string(), "ERR value is not a valid float");
     }
 
@@ -688,7 +695,10 @@ mod tests {
         assert!(nan.is_nan() && !nan.is_finite());
         assert_eq!(nan.to_human_bytes(), b"nan");
         assert_eq!(format!("{half:?}"), "LongDouble(0.5)");
-        assert!(half.to_human_bytes().capacity() < 64, "the formatted value must not carry the 5 KiB scratch buffer");
+        assert!(
+            half.to_human_bytes().capacity() < 64,
+            "the formatted value must not carry the 5 KiB scratch buffer"
+        );
     }
 
     /// Verified against redis-server 7.0.15: INCR/INCRBY/DECR/DECRBY replies and errors.
@@ -728,9 +738,18 @@ mod tests {
         assert_eq!(decrby_increment(-3), Ok(3));
         assert_eq!(decrby_increment(i64::MAX), Ok(-i64::MAX));
         assert_eq!(decrby_increment(i64::MIN), Err(IncrIntError::DecrementOverflow));
-        assert_eq!(IncrIntError::DecrementOverflow.message(), b"ERR decrement would overflow");
-        assert_eq!(IncrIntError::Overflow.message(), b"ERR increment or decrement would overflow");
-        assert_eq!(IncrIntError::NotAnInteger.message(), b"ERR value is not an integer or out of range");
+        assert_eq!(
+            IncrIntError::DecrementOverflow.message(),
+            b"ERR decrement would overflow"
+        );
+        assert_eq!(
+            IncrIntError::Overflow.message(),
+            b"ERR increment or decrement would overflow"
+        );
+        assert_eq!(
+            IncrIntError::NotAnInteger.message(),
+            b"ERR value is not an integer or out of range"
+        );
     }
 
     /// Verified against redis-server 7.0.15 with `SET k <v>` then `OBJECT ENCODING k`.
@@ -782,7 +801,10 @@ mod tests {
         assert_eq!(string_encoding(b"abc", true), "raw");
         // INCRBYFLOAT 10 + 1 stores "11" without trying the int encoding.
         assert_eq!(created_string_encoding(b"11"), "embstr");
-        assert_eq!(created_string_encoding(b"9999999999999999999783686092270256259072"), "embstr");
+        assert_eq!(
+            created_string_encoding(b"9999999999999999999783686092270256259072"),
+            "embstr"
+        );
         assert_eq!(created_string_encoding(&[b'1'; 45]), "raw");
         assert!(string_is_int_encodable(b"-9223372036854775808"));
         assert!(!string_is_int_encodable(b"9223372036854775808"));

@@ -67,12 +67,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let handlers = cmd::handlers();
     let commands = CommandTable::build(&handlers).map_err(anyhow::Error::msg)?;
     let listeners = listener::bind_all(&config.bind, config.port, config.tcp_backlog)?;
-    let port = listeners.first().and_then(|l| l.local_addr().ok()).map(|a| a.port()).unwrap_or(config.port);
+    let port = listeners
+        .first()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .unwrap_or(config.port);
     let srv = Arc::new(Server::new(config, commands));
     srv.port.store(port as u32, std::sync::atomic::Ordering::Relaxed);
     let cron = cron::spawn(srv.clone()).context("starting the cron thread")?;
     for l in listeners {
-        tracing::info!("listening on {}", l.local_addr().map(|a| a.to_string()).unwrap_or_default());
+        tracing::info!(
+            "listening on {}",
+            l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        );
         tokio::spawn(listener::accept_loop(srv.clone(), l));
     }
     tracing::info!(pid = std::process::id(), port, "Ready to accept connections");
@@ -117,7 +124,10 @@ fn init_logging(config: &Config) -> anyhow::Result<()> {
             .append(true)
             .open(&config.logfile)
             .with_context(|| format!("opening logfile {}", config.logfile))?;
-        let _ = builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init();
+        let _ = builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
     }
     Ok(())
 }

@@ -61,7 +61,8 @@ impl Settings {
         self.lfu_decay_time.store(c.lfu_decay_time, r);
         self.proto_max_bulk_len.store(c.proto_max_bulk_len as i64, r);
         self.query_buffer_limit.store(c.client_query_buffer_limit, r);
-        self.auth_required.store(c.requirepass.as_ref().is_some_and(|p| !p.is_empty()), r);
+        self.auth_required
+            .store(c.requirepass.as_ref().is_some_and(|p| !p.is_empty()), r);
         self.timeout_secs.store(c.timeout as u64, r);
         self.maxclients.store(c.maxclients as usize, r);
         self.hz.store(c.hz, r);
@@ -74,7 +75,8 @@ impl Settings {
             },
             r,
         );
-        self.output_hard_limit.store(c.client_output_buffer_limit.normal.hard_bytes, r);
+        self.output_hard_limit
+            .store(c.client_output_buffer_limit.normal.hard_bytes, r);
     }
 
     /// Access-clock mode for the current policy.
@@ -92,11 +94,20 @@ impl Settings {
     /// Which keys eviction may take under the current policy.
     pub fn victims(&self) -> Victims {
         match self.policy.load(Ordering::Relaxed) {
-            1 | 3 => Victims::Scored { volatile_only: false, by_ttl: false },
-            2 | 4 => Victims::Scored { volatile_only: true, by_ttl: false },
+            1 | 3 => Victims::Scored {
+                volatile_only: false,
+                by_ttl: false,
+            },
+            2 | 4 => Victims::Scored {
+                volatile_only: true,
+                by_ttl: false,
+            },
             5 => Victims::Random { volatile_only: false },
             6 => Victims::Random { volatile_only: true },
-            7 => Victims::Scored { volatile_only: true, by_ttl: true },
+            7 => Victims::Scored {
+                volatile_only: true,
+                by_ttl: true,
+            },
             _ => Victims::None,
         }
     }
@@ -105,6 +116,11 @@ impl Settings {
         matches!(self.policy.load(Ordering::Relaxed), 3 | 4)
     }
 }
+
+/// Eviction frees down to `maxmemory - maxmemory/128` (bounded below and above), not just to the limit.
+const EVICTION_HEADROOM_DIVISOR: u64 = 128;
+const MIN_EVICTION_HEADROOM: u64 = 16 * 1024;
+const MAX_EVICTION_HEADROOM: u64 = 4 * 1024 * 1024;
 
 /// Used memory is over `maxmemory` and eviction cannot bring it down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +269,13 @@ impl Server {
         let victims = self.settings.victims();
         let samples = self.settings.samples.load(Ordering::Relaxed) as usize;
         let budget = evict::time_limit(self.settings.tenacity.load(Ordering::Relaxed));
-        match self.evictor.evict(&self.keyspace, victims, samples, used - max, now, budget) {
+        // Free a little past the limit: commands run on several threads at once, so memory another thread
+        // allocates while this one checks must not be enough to push used_memory back over the line.
+        let headroom = (max / EVICTION_HEADROOM_DIVISOR).clamp(MIN_EVICTION_HEADROOM, MAX_EVICTION_HEADROOM);
+        match self
+            .evictor
+            .evict(&self.keyspace, victims, samples, used - max + headroom, now, budget)
+        {
             Ok((freed, _)) => {
                 self.memory.note_freed(freed);
                 Ok(())
@@ -269,10 +291,14 @@ impl Server {
         if n == 0 {
             return;
         }
-        let _ = std::thread::Builder::new().name("shoal-lazyfree".into()).spawn(move || drop(entries));
+        let _ = std::thread::Builder::new()
+            .name("shoal-lazyfree".into())
+            .spawn(move || drop(entries));
     }
 }
 
 fn random_hex(n: usize) -> String {
-    (0..n).map(|_| char::from(b"0123456789abcdef"[rand::random::<u8>() as usize % 16])).collect()
+    (0..n)
+        .map(|_| char::from(b"0123456789abcdef"[rand::random::<u8>() as usize % 16]))
+        .collect()
 }

@@ -146,7 +146,10 @@ impl Stats {
     }
 
     fn raw_snapshot(&self) -> StatsSnapshot {
-        let mut snap = StatsSnapshot { commands: vec![[0; 4]; self.ncommands], ..Default::default() };
+        let mut snap = StatsSnapshot {
+            commands: vec![[0; 4]; self.ncommands],
+            ..Default::default()
+        };
         for t in self.threads.lock().iter() {
             for (i, c) in t.commands.iter().enumerate() {
                 let s = &mut snap.commands[i];

@@ -57,7 +57,10 @@ mod tests {
     #[test]
     fn integers_reject_garbage_with_redis_text() {
         assert_eq!(int(b"12").unwrap(), 12);
-        assert_eq!(int(b"1x").unwrap_err().text(), "ERR value is not an integer or out of range");
+        assert_eq!(
+            int(b"1x").unwrap_err().text(),
+            "ERR value is not an integer or out of range"
+        );
         assert!(uint(b"-1").is_err());
     }
 }

@@ -86,7 +86,10 @@ fn client_list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         if args::is(opt, "type") && !tail.is_empty() {
             let t = args::lower(tail[0]);
             if !matches!(t.as_str(), "normal" | "master" | "replica" | "slave" | "pubsub") {
-                return Err(CmdError::Owned(format!("ERR Unknown client type '{}'", String::from_utf8_lossy(tail[0]))));
+                return Err(CmdError::Owned(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(tail[0])
+                )));
             }
             // Every Shoal client is a normal client for now.
             if t != "normal" {
@@ -144,12 +147,17 @@ fn client_kill(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         // Old form: CLIENT KILL addr:port, an error when nobody matches.
         let target = String::from_utf8_lossy(args[2]).into_owned();
         let victim = ctx.srv.clients.all().into_iter().find(|c| c.addr.to_string() == target);
-        let Some(victim) = victim else { return Err(CmdError::Static(error::NO_SUCH_CLIENT)) };
+        let Some(victim) = victim else {
+            return Err(CmdError::Static(error::NO_SUCH_CLIENT));
+        };
         kill(ctx, &victim);
         ctx.out.ok();
         return Ok(());
     }
-    let mut f = KillFilter { skipme: true, ..Default::default() };
+    let mut f = KillFilter {
+        skipme: true,
+        ..Default::default()
+    };
     let mut rest = &args[2..];
     while let [opt, val, tail @ ..] = rest {
         let v = String::from_utf8_lossy(val).into_owned();
@@ -359,7 +367,10 @@ mod tests {
     fn names_and_ids() {
         let mut c = TestClient::new();
         assert_eq!(c.text(&["CLIENT", "GETNAME"]), "(nil)");
-        assert_eq!(c.text(&["CLIENT", "SETNAME", "a b"]), "-ERR Client names cannot contain spaces, newlines or special characters.");
+        assert_eq!(
+            c.text(&["CLIENT", "SETNAME", "a b"]),
+            "-ERR Client names cannot contain spaces, newlines or special characters."
+        );
         assert_eq!(c.text(&["CLIENT", "SETNAME", "worker-1"]), "OK");
         assert_eq!(c.text(&["CLIENT", "GETNAME"]), "worker-1");
         let id = c.text(&["CLIENT", "ID"]);
@@ -372,9 +383,18 @@ mod tests {
     #[test]
     fn unknown_subcommand_and_arity() {
         let mut c = TestClient::new();
-        assert_eq!(c.text(&["CLIENT", "foo"]), "-ERR unknown subcommand 'foo'. Try CLIENT HELP.");
-        assert_eq!(c.text(&["CLIENT"]), "-ERR wrong number of arguments for 'client' command");
-        assert_eq!(c.text(&["CLIENT", "KILL"]), "-ERR wrong number of arguments for 'client|kill' command");
+        assert_eq!(
+            c.text(&["CLIENT", "foo"]),
+            "-ERR unknown subcommand 'foo'. Try CLIENT HELP."
+        );
+        assert_eq!(
+            c.text(&["CLIENT"]),
+            "-ERR wrong number of arguments for 'client' command"
+        );
+        assert_eq!(
+            c.text(&["CLIENT", "KILL"]),
+            "-ERR wrong number of arguments for 'client|kill' command"
+        );
         assert_eq!(c.text(&["CLIENT", "KILL", "1.2.3.4:5"]), "-ERR No such client");
         assert_eq!(c.text(&["CLIENT", "KILL", "ID", "999"]), "0");
     }
@@ -395,7 +415,10 @@ mod tests {
     fn setinfo_validates_attributes() {
         let mut c = TestClient::new();
         assert_eq!(c.text(&["CLIENT", "SETINFO", "LIB-NAME", "redis-py"]), "OK");
-        assert_eq!(c.text(&["CLIENT", "SETINFO", "FOO", "x"]), "-ERR Unrecognized option 'FOO'");
+        assert_eq!(
+            c.text(&["CLIENT", "SETINFO", "FOO", "x"]),
+            "-ERR Unrecognized option 'FOO'"
+        );
         assert!(c.text(&["CLIENT", "INFO"]).contains("lib-name=redis-py"));
     }
 }

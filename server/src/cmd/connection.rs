@@ -123,7 +123,9 @@ fn auth(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// Client names may not hold spaces, newlines or other special characters (Redis's validateClientName).
 pub fn validate_client_name(name: &[u8]) -> Result<(), CmdError> {
     if name.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-        return Err(CmdError::msg("ERR Client names cannot contain spaces, newlines or special characters."));
+        return Err(CmdError::msg(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
     }
     Ok(())
 }
@@ -136,7 +138,11 @@ struct HelloArgs<'a> {
 
 impl<'a> HelloArgs<'a> {
     fn parse(args: &[&'a [u8]]) -> Result<HelloArgs<'a>, CmdError> {
-        let mut h = HelloArgs { version: None, auth: None, name: None };
+        let mut h = HelloArgs {
+            version: None,
+            auth: None,
+            name: None,
+        };
         let mut rest = args.get(1..).unwrap_or_default();
         if let Some((v, tail)) = rest.split_first() {
             let v = crate::num::parse_i64(v)
@@ -202,7 +208,11 @@ fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     out.bulk(b"id");
     out.integer(ctx.client.id() as i64);
     out.bulk(b"mode");
-    out.bulk(if ctx.srv.cluster_enabled() { b"cluster" } else { b"standalone" });
+    out.bulk(if ctx.srv.cluster_enabled() {
+        b"cluster"
+    } else {
+        b"standalone"
+    });
     out.bulk(b"role");
     out.bulk(b"master");
     out.bulk(b"modules");
@@ -231,7 +241,10 @@ mod tests {
         assert_eq!(c.text(&["PING"]), "PONG");
         assert_eq!(c.text(&["ping", "hi"]), "hi");
         assert_eq!(c.text(&["ECHO", "x y"]), "x y");
-        assert_eq!(c.text(&["PING", "a", "b"]), "-ERR wrong number of arguments for 'ping' command");
+        assert_eq!(
+            c.text(&["PING", "a", "b"]),
+            "-ERR wrong number of arguments for 'ping' command"
+        );
     }
 
     #[test]
@@ -247,19 +260,33 @@ mod tests {
     fn hello_switches_protocol_and_validates() {
         let mut c = TestClient::new();
         assert_eq!(c.text(&["HELLO", "4"]), "-NOPROTO unsupported protocol version");
-        assert_eq!(c.text(&["HELLO", "x"]), "-ERR Protocol version is not an integer or out of range");
-        assert_eq!(c.text(&["HELLO", "3", "FOO"]), "-ERR Syntax error in HELLO option 'FOO'");
+        assert_eq!(
+            c.text(&["HELLO", "x"]),
+            "-ERR Protocol version is not an integer or out of range"
+        );
+        assert_eq!(
+            c.text(&["HELLO", "3", "FOO"]),
+            "-ERR Syntax error in HELLO option 'FOO'"
+        );
         let reply = c.text(&["HELLO", "3", "SETNAME", "me"]);
-        assert!(reply.starts_with("{server: redis, version: 7.0.15, proto: 3, id: "), "{reply}");
+        assert!(
+            reply.starts_with("{server: redis, version: 7.0.15, proto: 3, id: "),
+            "{reply}"
+        );
         assert_eq!(c.text(&["CLIENT", "GETNAME"]), "me");
     }
 
     #[test]
     fn auth_without_password_configured() {
         let mut c = TestClient::new();
-        assert!(c.text(&["AUTH", "x"]).starts_with("-ERR AUTH <password> called without any password"));
+        assert!(c
+            .text(&["AUTH", "x"])
+            .starts_with("-ERR AUTH <password> called without any password"));
         assert_eq!(c.text(&["AUTH", "default", "anything"]), "OK");
-        assert_eq!(c.text(&["AUTH", "bob", "x"]), "-WRONGPASS invalid username-password pair or user is disabled.");
+        assert_eq!(
+            c.text(&["AUTH", "bob", "x"]),
+            "-WRONGPASS invalid username-password pair or user is disabled."
+        );
     }
 
     #[test]
@@ -268,7 +295,10 @@ mod tests {
         assert_eq!(c.text(&["GET", "a"]), "-NOAUTH Authentication required.");
         assert_eq!(c.text(&["GET"]), "-ERR wrong number of arguments for 'get' command");
         assert!(c.text(&["HELLO", "3"]).starts_with("-NOAUTH HELLO must be called"));
-        assert_eq!(c.text(&["AUTH", "nope"]), "-WRONGPASS invalid username-password pair or user is disabled.");
+        assert_eq!(
+            c.text(&["AUTH", "nope"]),
+            "-WRONGPASS invalid username-password pair or user is disabled."
+        );
         assert_eq!(c.text(&["AUTH", "pw"]), "OK");
         assert_eq!(c.text(&["PING"]), "PONG");
         assert_eq!(c.text(&["RESET"]), "RESET");

@@ -97,8 +97,7 @@ fn expire_generic(ctx: &mut Ctx<'_>, args: &[&[u8]], seconds: bool, relative: bo
     let cond = Conditions::parse(&args[3..])?;
     let t = args::int(args[2])?;
     let base = if relative { ctx.now.ms } else { 0 };
-    let when =
-        absolute_ms(t, seconds, base).ok_or_else(|| CmdError::invalid_expire(&ctx.cmd.name))?;
+    let when = absolute_ms(t, seconds, base).ok_or_else(|| CmdError::invalid_expire(&ctx.cmd.name))?;
 
     let srv = ctx.srv;
     let now = ctx.now;
@@ -158,12 +157,7 @@ fn ttl_generic(ctx: &mut Ctx<'_>, args: &[&[u8]], ms: bool, absolute: bool) -> C
         None => -2,
         Some(None) => -1,
         Some(Some(at)) => {
-            let t = if absolute {
-                at
-            } else {
-                at.saturating_sub(now.ms)
-            }
-            .max(0);
+            let t = if absolute { at } else { at.saturating_sub(now.ms) }.max(0);
             if ms {
                 t
             } else {
@@ -252,10 +246,7 @@ mod tests {
         assert_eq!(t(&mut c, &["EXPIRE", "k", "100", "lt", "lt", "gt"]), gtlt);
         assert_eq!(t(&mut c, &["EXPIRE", "k", "abc", "nx", "xx"]), nx);
         assert_eq!(t(&mut c, &["EXPIRE", "nokey", "100", "nx", "xx"]), nx);
-        assert_eq!(
-            t(&mut c, &["EXPIRE", "k", "100", "foo"]),
-            "-ERR Unsupported option foo"
-        );
+        assert_eq!(t(&mut c, &["EXPIRE", "k", "100", "foo"]), "-ERR Unsupported option foo");
         assert_eq!(
             t(&mut c, &["EXPIRE", "k", "abc"]),
             "-ERR value is not an integer or out of range"
@@ -329,54 +320,21 @@ mod tests {
         let mut c = TestClient::new();
         t(&mut c, &["SET", "k", "v"]);
         let err = |cmd: &str| format!("-ERR invalid expire time in '{cmd}' command");
-        assert_eq!(
-            t(&mut c, &["EXPIRE", "k", "9223372036854775807"]),
-            err("expire")
-        );
-        assert_eq!(
-            t(&mut c, &["EXPIRE", "k", "9223372036854775"]),
-            err("expire")
-        );
-        assert_eq!(
-            t(&mut c, &["EXPIRE", "k", "9223372036854774"]),
-            err("expire")
-        );
-        assert_eq!(
-            t(&mut c, &["EXPIRE", "k", "-9223372036854775808"]),
-            err("expire")
-        );
-        assert_eq!(
-            t(&mut c, &["EXPIRE", "k", "-9223372036854776"]),
-            err("expire")
-        );
-        assert_eq!(
-            t(&mut c, &["EXPIRE", "nokey", "-9223372036854776"]),
-            err("expire")
-        );
+        assert_eq!(t(&mut c, &["EXPIRE", "k", "9223372036854775807"]), err("expire"));
+        assert_eq!(t(&mut c, &["EXPIRE", "k", "9223372036854775"]), err("expire"));
+        assert_eq!(t(&mut c, &["EXPIRE", "k", "9223372036854774"]), err("expire"));
+        assert_eq!(t(&mut c, &["EXPIRE", "k", "-9223372036854775808"]), err("expire"));
+        assert_eq!(t(&mut c, &["EXPIRE", "k", "-9223372036854776"]), err("expire"));
+        assert_eq!(t(&mut c, &["EXPIRE", "nokey", "-9223372036854776"]), err("expire"));
         assert_eq!(
             t(&mut c, &["Expire", "k", "9223372036854775808"]),
             "-ERR value is not an integer or out of range"
         );
-        assert_eq!(
-            t(&mut c, &["PEXPIRE", "k", "9223372036854775807"]),
-            err("pexpire")
-        );
-        assert_eq!(
-            t(&mut c, &["PEXPIRE", "k", "9223372036854775806"]),
-            err("pexpire")
-        );
-        assert_eq!(
-            t(&mut c, &["EXPIREAT", "k", "9223372036854775807"]),
-            err("expireat")
-        );
-        assert_eq!(
-            t(&mut c, &["EXPIREAT", "k", "9223372036854776"]),
-            err("expireat")
-        );
-        assert_eq!(
-            t(&mut c, &["EXPIREAT", "k", "-9223372036854775808"]),
-            err("expireat")
-        );
+        assert_eq!(t(&mut c, &["PEXPIRE", "k", "9223372036854775807"]), err("pexpire"));
+        assert_eq!(t(&mut c, &["PEXPIRE", "k", "9223372036854775806"]), err("pexpire"));
+        assert_eq!(t(&mut c, &["EXPIREAT", "k", "9223372036854775807"]), err("expireat"));
+        assert_eq!(t(&mut c, &["EXPIREAT", "k", "9223372036854776"]), err("expireat"));
+        assert_eq!(t(&mut c, &["EXPIREAT", "k", "-9223372036854775808"]), err("expireat"));
         assert_eq!(t(&mut c, &["EXISTS", "k"]), "1");
         assert_eq!(t(&mut c, &["EXPIREAT", "k", "9223372036854775"]), "1");
         assert_eq!(t(&mut c, &["PEXPIREAT", "k", "9223372036854775807"]), "1");

@@ -42,7 +42,12 @@ fn command_info(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// A command or `container|sub` by name.
 fn lookup_full(ctx: &Ctx<'_>, name: &[u8]) -> Option<Frame> {
     let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-    ctx.srv.commands.all().iter().find(|c| c.name == name).map(|c| c.info.clone())
+    ctx.srv
+        .commands
+        .all()
+        .iter()
+        .find(|c| c.name == name)
+        .map(|c| c.info.clone())
 }
 
 fn command_docs(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
@@ -117,7 +122,11 @@ fn acl_categories(info: &Frame) -> Vec<String> {
 
 fn getkeys_impl(ctx: &mut Ctx<'_>, args: &[&[u8]], with_flags: bool) -> CmdResult {
     let inner = &args[2..];
-    let cmd = ctx.srv.commands.lookup(inner).map_err(|_| CmdError::msg("ERR Invalid command specified"))?;
+    let cmd = ctx
+        .srv
+        .commands
+        .lookup(inner)
+        .map_err(|_| CmdError::msg("ERR Invalid command specified"))?;
     if cmd.key_specs.is_empty() {
         return Err(CmdError::msg("ERR The command has no key arguments"));
     }
@@ -134,13 +143,31 @@ fn getkeys_impl(ctx: &mut Ctx<'_>, args: &[&[u8]], with_flags: bool) -> CmdResul
         if with_flags {
             ctx.out.array(2);
             ctx.out.bulk(inner[k.index]);
-            let flags = cmd.key_specs.get(k.spec).map(|s| s.flags.clone()).unwrap_or_default();
+            let flags = match variable_key_flags(&cmd.name, inner) {
+                Some(flags) => flags
+                    .iter()
+                    .map(|f| Frame::Simple(bytes::Bytes::from_static(f.as_bytes())))
+                    .collect(),
+                None => cmd.key_specs.get(k.spec).map(|s| s.flags.clone()).unwrap_or_default(),
+            };
             ctx.out.frame(&Frame::Set(flags));
         } else {
             ctx.out.bulk(inner[k.index]);
         }
     }
     Ok(())
+}
+
+/// Key flags of commands whose key spec says `variable_flags`: Redis asks the command itself (`setGetKeys`).
+fn variable_key_flags(name: &str, args: &[&[u8]]) -> Option<&'static [&'static str]> {
+    match name {
+        "set" => Some(if args.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")) {
+            &["RW", "access", "update"]
+        } else {
+            &["OW", "update"]
+        }),
+        _ => None,
+    }
 }
 
 fn command_getkeys(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
@@ -202,8 +229,14 @@ mod tests {
         let mut c = TestClient::new();
         assert_eq!(c.text(&["COMMAND", "GETKEYS", "MSET", "a", "1", "b", "2"]), "[a, b]");
         assert_eq!(c.text(&["COMMAND", "GETKEYS", "GET", "k"]), "[k]");
-        assert_eq!(c.text(&["COMMAND", "GETKEYS", "NOPE", "k"]), "-ERR Invalid command specified");
-        assert_eq!(c.text(&["COMMAND", "GETKEYS", "PING", "k"]), "-ERR The command has no key arguments");
+        assert_eq!(
+            c.text(&["COMMAND", "GETKEYS", "NOPE", "k"]),
+            "-ERR Invalid command specified"
+        );
+        assert_eq!(
+            c.text(&["COMMAND", "GETKEYS", "PING", "k"]),
+            "-ERR The command has no key arguments"
+        );
     }
 
     #[test]
@@ -214,7 +247,9 @@ mod tests {
             shoal_protocol::Frame::Array(items) => assert_eq!(items.len(), n),
             other => panic!("{other:?}"),
         }
-        assert!(c.text(&["COMMAND", "INFO", "get"]).starts_with("[[get, 2, [readonly, fast], 1, 1, 1"));
+        assert!(c
+            .text(&["COMMAND", "INFO", "get"])
+            .starts_with("[[get, 2, [readonly, fast], 1, 1, 1"));
         assert_eq!(c.text(&["COMMAND", "INFO", "nope"]), "[(nil)]");
     }
 }

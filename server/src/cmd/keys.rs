@@ -36,11 +36,9 @@ const SHARED_REFCOUNT: i64 = i32::MAX as i64;
 
 const LFU_NOT_SELECTED: &str = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
 Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
-const LFU_SELECTED: &str =
-    "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that \
+const LFU_SELECTED: &str = "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that \
 when switching between policies at runtime LRU and LFU data will take some time to adjust.";
-const INT_OUT_OF_RANGE: &str =
-    "ERR value is out of range, value must between -2147483648 and 2147483647";
+const INT_OUT_OF_RANGE: &str = "ERR value is out of range, value must between -2147483648 and 2147483647";
 const INVALID_CURSOR: &str = "ERR invalid cursor";
 const COPY_IN_CLUSTER: &str = "ERR Copying to another database is not allowed in cluster mode";
 const MOVE_IN_CLUSTER: &str = "ERR MOVE is not allowed in cluster mode";
@@ -184,8 +182,7 @@ fn rename_generic(ctx: &mut Ctx<'_>, args: &[&[u8]], nx: bool) -> CmdResult {
         return Err(CmdError::Static(error::NO_SUCH_KEY));
     };
     let old_src = s.remove(&src, pos);
-    set.shard(&dst)
-        .insert(&dst, old_src.clone_with_key(dst.bytes));
+    set.shard(&dst).insert(&dst, old_src.clone_with_key(dst.bytes));
     drop(set);
     drop(old_src);
     drop(old_dst);
@@ -257,14 +254,8 @@ fn copy(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let now = ctx.now;
     let no_touch = ctx.client.no_touch;
     let (src, dst) = (Key::new(args[1]), Key::new(args[2]));
-    let mut set = srv
-        .keyspace
-        .lock_across(&[(src_db, &src), (a.dst_db, &dst)]);
-    if set
-        .shard(src_db, &src)
-        .lookup_read(&src, &now, no_touch)
-        .is_none()
-    {
+    let mut set = srv.keyspace.lock_across(&[(src_db, &src), (a.dst_db, &dst)]);
+    if set.shard(src_db, &src).lookup_read(&src, &now, no_touch).is_none() {
         drop(set);
         ctx.out.integer(0);
         return Ok(());
@@ -510,12 +501,7 @@ fn flushdb(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 fn flushall(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let background = flush_async(ctx, args)?;
-    let taken: Vec<Vec<Entry>> = ctx
-        .srv
-        .keyspace
-        .iter()
-        .flat_map(|db| db.take_all())
-        .collect();
+    let taken: Vec<Vec<Entry>> = ctx.srv.keyspace.iter().flat_map(|db| db.take_all()).collect();
     ctx.srv.evictor.clear();
     dispose(ctx, taken, background);
     ctx.out.ok();
@@ -529,9 +515,7 @@ fn flushall(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// Redis's `addReplyHelp`: a header naming the command, the lines, and the HELP entry, as status replies.
 fn reply_help(out: &mut ReplyWriter, command: &str, lines: &[&str]) {
     out.array(lines.len() + 3);
-    out.simple(
-        format!("{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes(),
-    );
+    out.simple(format!("{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:").as_bytes());
     for line in lines {
         out.simple(line.as_bytes());
     }
@@ -549,9 +533,7 @@ fn object_lookup<R>(ctx: &Ctx<'_>, key: &[u8], f: impl FnOnce(&Entry) -> R) -> O
 }
 
 fn object_encoding(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    match object_lookup(ctx, args[2], |e| {
-        num::string_encoding(e.str_value(), e.is_raw())
-    }) {
+    match object_lookup(ctx, args[2], |e| e.encoding()) {
         Some(enc) => ctx.out.bulk(enc.as_bytes()),
         None => ctx.out.null(),
     }
@@ -563,16 +545,11 @@ fn object_encoding(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 /// access clock; every other value has exactly one reference. Redis decides at write time, Shoal when asked.
 fn object_refcount(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let settings = &ctx.srv.settings;
-    let sharing = settings
-        .maxmemory
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
+    let sharing = settings.maxmemory.load(std::sync::atomic::Ordering::Relaxed) == 0
         || !matches!(settings.victims(), Victims::Scored { by_ttl: false, .. });
     let shared = object_lookup(ctx, args[2], |e| {
         let v = e.str_value();
-        sharing
-            && num::string_encoding(v, e.is_raw()) == "int"
-            && num::parse_i64(v).is_some_and(|n| (0..SHARED_INTEGERS).contains(&n))
+        sharing && e.encoding() == "int" && num::parse_i64(v).is_some_and(|n| (0..SHARED_INTEGERS).contains(&n))
     });
     match shared {
         Some(true) => ctx.out.integer(SHARED_REFCOUNT),
@@ -607,9 +584,7 @@ fn object_freq(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     if !settings.is_lfu() {
         return Err(CmdError::Static(LFU_NOT_SELECTED));
     }
-    let decay = settings
-        .lfu_decay_time
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let decay = settings.lfu_decay_time.load(std::sync::atomic::Ordering::Relaxed);
     ctx.out.integer(now.lfu_decayed(access, decay) as i64);
     Ok(())
 }
@@ -756,9 +731,7 @@ mod tests {
         let mut c = TestClient::new();
         let big = "x".repeat(LAZYFREE_MIN_BYTES);
         t(&mut c, &["SET", "big", &big]);
-        let names: Vec<String> = (0..LAZYFREE_MIN_ENTRIES + 10)
-            .map(|i| format!("k{i}"))
-            .collect();
+        let names: Vec<String> = (0..LAZYFREE_MIN_ENTRIES + 10).map(|i| format!("k{i}")).collect();
         for n in &names {
             t(&mut c, &["SET", n, "v"]);
         }
@@ -788,10 +761,7 @@ mod tests {
         let before = c.srv.keyspace.db(0).stats();
         t(&mut c, &["EXISTS", "a", "b", "a"]);
         let after = c.srv.keyspace.db(0).stats();
-        assert_eq!(
-            (after.hits - before.hits, after.misses - before.misses),
-            (2, 1)
-        );
+        assert_eq!((after.hits - before.hits, after.misses - before.misses), (2, 1));
     }
 
     #[test]
@@ -844,19 +814,13 @@ mod tests {
         }
         for i in 0..100 {
             assert_eq!(
-                t(
-                    &mut c,
-                    &["RENAME", &format!("{{s}}{i}"), &format!("{{s}}{}", i + 100)]
-                ),
+                t(&mut c, &["RENAME", &format!("{{s}}{i}"), &format!("{{s}}{}", i + 100)]),
                 "OK"
             );
         }
         assert_eq!(t(&mut c, &["DBSIZE"]), "100");
         for i in 100..200 {
-            assert_eq!(
-                t(&mut c, &["GET", &format!("{{s}}{i}")]),
-                (i - 100).to_string()
-            );
+            assert_eq!(t(&mut c, &["GET", &format!("{{s}}{i}")]), (i - 100).to_string());
         }
     }
 
@@ -920,10 +884,7 @@ mod tests {
             t(&mut c, &["COPY", "k", "k2", "DB", "2147483648"]),
             "-ERR value is out of range, value must between -2147483648 and 2147483647"
         );
-        assert_eq!(
-            t(&mut c, &["COPY", "k", "k2", "REPLACE", "DB"]),
-            "-ERR syntax error"
-        );
+        assert_eq!(t(&mut c, &["COPY", "k", "k2", "REPLACE", "DB"]), "-ERR syntax error");
         assert_eq!(t(&mut c, &["COPY", "k", "k2", "foo"]), "-ERR syntax error");
         assert_eq!(t(&mut c, &["COPY", "nokey", "b"]), "0");
         t(&mut c, &["SET", "b", "old"]);
@@ -974,18 +935,9 @@ mod tests {
             t(&mut c, &["MOVE", "nokey", "0"]),
             "-ERR source and destination objects are the same"
         );
-        assert_eq!(
-            t(&mut c, &["MOVE", "k", "16"]),
-            "-ERR DB index is out of range"
-        );
-        assert_eq!(
-            t(&mut c, &["MOVE", "k", "-1"]),
-            "-ERR DB index is out of range"
-        );
-        assert_eq!(
-            t(&mut c, &["MOVE", "k", "2147483647"]),
-            "-ERR DB index is out of range"
-        );
+        assert_eq!(t(&mut c, &["MOVE", "k", "16"]), "-ERR DB index is out of range");
+        assert_eq!(t(&mut c, &["MOVE", "k", "-1"]), "-ERR DB index is out of range");
+        assert_eq!(t(&mut c, &["MOVE", "k", "2147483647"]), "-ERR DB index is out of range");
         assert_eq!(
             t(&mut c, &["MOVE", "k", "abc"]),
             "-ERR value is not an integer or out of range"
@@ -1051,10 +1003,7 @@ mod tests {
     fn scan_argument_errors() {
         let mut c = TestClient::new();
         assert_eq!(t(&mut c, &["SCAN", "0", "COUNT", "0"]), "-ERR syntax error");
-        assert_eq!(
-            t(&mut c, &["SCAN", "0", "COUNT", "-1"]),
-            "-ERR syntax error"
-        );
+        assert_eq!(t(&mut c, &["SCAN", "0", "COUNT", "-1"]), "-ERR syntax error");
         assert_eq!(
             t(&mut c, &["SCAN", "0", "COUNT", "abc"]),
             "-ERR value is not an integer or out of range"
@@ -1063,23 +1012,14 @@ mod tests {
             t(&mut c, &["SCAN", "0", "COUNT", "9223372036854775808"]),
             "-ERR value is not an integer or out of range"
         );
-        assert_eq!(
-            t(&mut c, &["SCAN", "0", "COUNT", "1", "MATCH"]),
-            "-ERR syntax error"
-        );
+        assert_eq!(t(&mut c, &["SCAN", "0", "COUNT", "1", "MATCH"]), "-ERR syntax error");
         assert_eq!(t(&mut c, &["SCAN", "0", "foo"]), "-ERR syntax error");
         assert_eq!(t(&mut c, &["SCAN", " 0"]), "-ERR invalid cursor");
         assert_eq!(t(&mut c, &["SCAN", "abc", "foo"]), "-ERR invalid cursor");
-        assert_eq!(
-            t(&mut c, &["SCAN", "18446744073709551616"]),
-            "-ERR invalid cursor"
-        );
+        assert_eq!(t(&mut c, &["SCAN", "18446744073709551616"]), "-ERR invalid cursor");
         assert_eq!(t(&mut c, &["SCAN", ""]), "[0, []]");
         assert_eq!(
-            t(
-                &mut c,
-                &["SCAN", "0", "COUNT", "10", "COUNT", "9223372036854775807"]
-            ),
+            t(&mut c, &["SCAN", "0", "COUNT", "10", "COUNT", "9223372036854775807"]),
             "[0, []]"
         );
     }
@@ -1119,10 +1059,7 @@ mod tests {
         let set: HashSet<_> = keys.iter().cloned().collect();
         assert_eq!(set.len(), 2000);
         assert!(!set.contains("user:expired"));
-        assert!(
-            calls > 2000 / 50,
-            "COUNT 7 should take many calls, took {calls}"
-        );
+        assert!(calls > 2000 / 50, "COUNT 7 should take many calls, took {calls}");
         let (users, _) = scan_all(&mut c, &["MATCH", "user:*", "COUNT", "100"]);
         let users: HashSet<_> = users.into_iter().collect();
         assert_eq!(users.len(), 1000);
@@ -1168,10 +1105,7 @@ mod tests {
             t(&mut c, &["MSET", "a", "1", "b", "2"]);
         }
         assert_eq!(t(&mut c, &["FLUSHDB", "foo"]), "-ERR syntax error");
-        assert_eq!(
-            t(&mut c, &["FLUSHDB", "SYNC", "extra"]),
-            "-ERR syntax error"
-        );
+        assert_eq!(t(&mut c, &["FLUSHDB", "SYNC", "extra"]), "-ERR syntax error");
         assert_eq!(t(&mut c, &["FLUSHALL", "x"]), "-ERR syntax error");
         assert_eq!(t(&mut c, &["DBSIZE"]), "2");
         assert_eq!(t(&mut c, &["FLUSHDB"]), "OK");
@@ -1197,10 +1131,7 @@ mod tests {
     #[test]
     fn object_encoding_and_refcount() {
         let mut c = TestClient::new();
-        t(
-            &mut c,
-            &["MSET", "a", "1", "n", "9999", "m", "10000", "neg", "-1"],
-        );
+        t(&mut c, &["MSET", "a", "1", "n", "9999", "m", "10000", "neg", "-1"]);
         t(&mut c, &["SET", "e", &"x".repeat(44)]);
         t(&mut c, &["SET", "r", &"x".repeat(45)]);
         t(&mut c, &["SET", "ap", "1"]);
@@ -1256,10 +1187,7 @@ mod tests {
         assert_eq!(t(&mut c, &["OBJECT", "IDLETIME", "k"]), "0");
         assert_eq!(t(&mut c, &["OBJECT", "IDLETIME", "nokey"]), "(nil)");
         assert_eq!(t(&mut c, &["OBJECT", "FREQ", "nokey"]), "(nil)");
-        assert_eq!(
-            t(&mut c, &["OBJECT", "FREQ", "k"]),
-            format!("-{LFU_NOT_SELECTED}")
-        );
+        assert_eq!(t(&mut c, &["OBJECT", "FREQ", "k"]), format!("-{LFU_NOT_SELECTED}"));
         // An old access clock shows as idle time.
         let key = Key::new(b"k");
         let now = c.srv.now();
@@ -1269,19 +1197,13 @@ mod tests {
             let pos = shard.find(&key, &now).expect("k exists");
             shard.entry_mut(&key, pos).set_access(stale);
         }
-        let idle: i64 = t(&mut c, &["OBJECT", "IDLETIME", "k"])
-            .parse()
-            .expect("integer");
+        let idle: i64 = t(&mut c, &["OBJECT", "IDLETIME", "k"]).parse().expect("integer");
         assert!((41..=43).contains(&idle), "idle {idle}");
 
-        let mut c =
-            TestClient::with_config(|cfg| cfg.maxmemory_policy = EvictionPolicy::AllKeysLfu);
+        let mut c = TestClient::with_config(|cfg| cfg.maxmemory_policy = EvictionPolicy::AllKeysLfu);
         t(&mut c, &["SET", "k", "v"]);
         assert_eq!(t(&mut c, &["OBJECT", "FREQ", "k"]), "5");
-        assert_eq!(
-            t(&mut c, &["OBJECT", "IDLETIME", "k"]),
-            format!("-{LFU_SELECTED}")
-        );
+        assert_eq!(t(&mut c, &["OBJECT", "IDLETIME", "k"]), format!("-{LFU_SELECTED}"));
         assert_eq!(t(&mut c, &["OBJECT", "IDLETIME", "nokey"]), "(nil)");
     }
 
@@ -1301,10 +1223,7 @@ mod tests {
             panic!("array")
         };
         assert_eq!(lines.len(), 14);
-        assert_eq!(
-            lines[9],
-            Frame::Simple("USAGE <key> [SAMPLES <count>]".into())
-        );
+        assert_eq!(lines[9], Frame::Simple("USAGE <key> [SAMPLES <count>]".into()));
         assert_eq!(
             t(&mut c, &["MEMORY", "HELP", "x"]),
             "-ERR wrong number of arguments for 'memory|help' command"
@@ -1320,19 +1239,14 @@ mod tests {
         let mut c = TestClient::new();
         t(&mut c, &["SET", "a", "1"]);
         t(&mut c, &["SET", "big", &"x".repeat(10_000)]);
-        let small: i64 = t(&mut c, &["MEMORY", "USAGE", "a"])
-            .parse()
-            .expect("integer");
+        let small: i64 = t(&mut c, &["MEMORY", "USAGE", "a"]).parse().expect("integer");
         let big: i64 = t(&mut c, &["MEMORY", "USAGE", "big", "SAMPLES", "0"])
             .parse()
             .expect("integer");
         assert!((8..=64).contains(&small), "small {small}");
         assert!((10_000..=12_500).contains(&big), "big {big}");
         assert_eq!(t(&mut c, &["MEMORY", "USAGE", "nokey"]), "(nil)");
-        assert_eq!(
-            t(&mut c, &["MEMORY", "USAGE", "a", "SAMPLES"]),
-            "-ERR syntax error"
-        );
+        assert_eq!(t(&mut c, &["MEMORY", "USAGE", "a", "SAMPLES"]), "-ERR syntax error");
         assert_eq!(
             t(&mut c, &["MEMORY", "USAGE", "a", "SAMPLES", "-1"]),
             "-ERR syntax error"
@@ -1341,15 +1255,10 @@ mod tests {
             t(&mut c, &["MEMORY", "USAGE", "a", "SAMPLES", "abc"]),
             "-ERR value is not an integer or out of range"
         );
-        assert_eq!(
-            t(&mut c, &["MEMORY", "USAGE", "a", "foo"]),
-            "-ERR syntax error"
-        );
+        assert_eq!(t(&mut c, &["MEMORY", "USAGE", "a", "foo"]), "-ERR syntax error");
         // Like Redis's dbFind, an expired key not yet collected is still sized, and left in place.
         put_expired(&c, 0, "old");
-        assert!(t(&mut c, &["MEMORY", "USAGE", "old"])
-            .parse::<i64>()
-            .is_ok());
+        assert!(t(&mut c, &["MEMORY", "USAGE", "old"]).parse::<i64>().is_ok());
         assert_eq!(t(&mut c, &["DBSIZE"]), "3");
     }
 

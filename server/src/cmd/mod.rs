@@ -44,7 +44,14 @@ pub type Handler = fn(&mut Ctx<'_>, &[&[u8]]) -> CmdResult;
 
 /// Every command Shoal implements, by lower-case name (`container|sub` for subcommands).
 pub fn handlers() -> Vec<(&'static str, Handler)> {
-    let families: &[&[(&'static str, Handler)]] =
-        &[connection::COMMANDS, client::COMMANDS, server::COMMANDS, introspect::COMMANDS, strings::COMMANDS, keys::COMMANDS, expire::COMMANDS];
+    let families: &[&[(&'static str, Handler)]] = &[
+        connection::COMMANDS,
+        client::COMMANDS,
+        server::COMMANDS,
+        introspect::COMMANDS,
+        strings::COMMANDS,
+        keys::COMMANDS,
+        expire::COMMANDS,
+    ];
     families.iter().flat_map(|f| f.iter().copied()).collect()
 }

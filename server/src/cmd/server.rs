@@ -35,7 +35,9 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let pairs: Vec<(&[u8], &[u8])> = rest.chunks_exact(2).map(|p| (p[0], p[1])).collect();
     let mut config = ctx.srv.config.write();
     let local = ctx.client.handle.addr.ip().is_loopback();
-    let changed = config.set_from_client(&pairs, local).map_err(|e| CmdError::Owned(e.wire_text()))?;
+    let changed = config
+        .set_from_client(&pairs, local)
+        .map_err(|e| CmdError::Owned(e.wire_text()))?;
     ctx.srv.settings.load(&config);
     if changed.contains(&"dir") {
         let _ = std::env::set_current_dir(&config.dir);
@@ -56,7 +58,11 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
 }
 
 fn config_rewrite(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
-    ctx.srv.config.read().rewrite().map_err(|e| CmdError::Owned(e.wire_text()))?;
+    ctx.srv
+        .config
+        .read()
+        .rewrite()
+        .map_err(|e| CmdError::Owned(e.wire_text()))?;
     ctx.out.ok();
     Ok(())
 }
@@ -83,7 +89,9 @@ fn config_help(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
 }
 
 fn time(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> CmdResult {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     ctx.out.array(2);
     ctx.out.bulk_i64(d.as_secs() as i64);
     ctx.out.bulk_i64(d.subsec_micros() as i64);
@@ -138,10 +146,12 @@ fn debug(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             let key = Key::new(args[2]);
             let db = ctx.db();
             let mut shard = db.lock(&key);
-            let Some(pos) = shard.find(&key, &ctx.now) else { return Err(CmdError::Static(error::NO_SUCH_KEY)) };
+            let Some(pos) = shard.find(&key, &ctx.now) else {
+                return Err(CmdError::Static(error::NO_SUCH_KEY));
+            };
             let e = shard.entry(&key, pos);
             let value = e.str_value();
-            let encoding = crate::num::string_encoding(value, e.is_raw());
+            let encoding = e.encoding();
             let idle = ctx.now.idle_ms(e.access()) / 1000;
             let line = format!(
                 "Value at:{:p} refcount:1 encoding:{encoding} serializedlength:{} lru:{} lru_seconds_idle:{idle}",
@@ -197,8 +207,17 @@ mod tests {
     fn info_has_the_fields_tools_read() {
         let mut c = TestClient::new();
         let info = c.text(&["INFO"]);
-        for field in ["redis_version:", "process_id:", "tcp_port:", "used_memory:", "maxmemory_policy:noeviction",
-            "keyspace_hits:", "role:master", "cluster_enabled:0", "# Keyspace"] {
+        for field in [
+            "redis_version:",
+            "process_id:",
+            "tcp_port:",
+            "used_memory:",
+            "maxmemory_policy:noeviction",
+            "keyspace_hits:",
+            "role:master",
+            "cluster_enabled:0",
+            "# Keyspace",
+        ] {
             assert!(info.contains(field), "missing {field}");
         }
         assert!(!info.contains("# Commandstats"));
@@ -211,16 +230,29 @@ mod tests {
         assert_eq!(c.text(&["CONFIG", "GET", "maxmemory"]), "[maxmemory, 0]");
         assert_eq!(c.text(&["CONFIG", "SET", "maxmemory", "100mb"]), "OK");
         assert_eq!(c.text(&["CONFIG", "GET", "maxmemory"]), "[maxmemory, 104857600]");
-        assert_eq!(c.srv.settings.maxmemory.load(std::sync::atomic::Ordering::Relaxed), 104857600);
-        assert!(c.text(&["CONFIG", "SET", "port", "1"]).starts_with("-ERR CONFIG SET failed"));
-        assert_eq!(c.text(&["CONFIG", "SET", "maxmemory"]), "-ERR wrong number of arguments for 'config|set' command");
-        assert_eq!(c.text(&["CONFIG", "SET", "maxmemory", "1mb", "hz"]), "-ERR syntax error");
+        assert_eq!(
+            c.srv.settings.maxmemory.load(std::sync::atomic::Ordering::Relaxed),
+            104857600
+        );
+        assert!(c
+            .text(&["CONFIG", "SET", "port", "1"])
+            .starts_with("-ERR CONFIG SET failed"));
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "maxmemory"]),
+            "-ERR wrong number of arguments for 'config|set' command"
+        );
+        assert_eq!(
+            c.text(&["CONFIG", "SET", "maxmemory", "1mb", "hz"]),
+            "-ERR syntax error"
+        );
     }
 
     #[test]
     fn debug_is_refused_by_default_and_works_when_enabled() {
         let mut c = TestClient::new();
-        assert!(c.text(&["DEBUG", "SLEEP", "0"]).starts_with("-ERR DEBUG command not allowed."));
+        assert!(c
+            .text(&["DEBUG", "SLEEP", "0"])
+            .starts_with("-ERR DEBUG command not allowed."));
         let mut c = TestClient::with_config(|cfg| cfg.enable_debug_command = crate::config::ProtectedAction::Yes);
         assert_eq!(c.text(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]), "OK");
         assert_eq!(c.text(&["DEBUG", "OBJECT", "nokey"]), "-ERR no such key");

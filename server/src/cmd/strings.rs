@@ -29,10 +29,8 @@ use crate::num;
 const LCS_NOT_STRINGS: &str = "ERR The specified keys must contain string values";
 const LCS_LEN_AND_IDX: &str = "ERR If you want both the length and indexes, please just use IDX.";
 const LCS_TOO_LONG: &str = "ERR String too long for LCS";
-const LCS_EXCEEDS_BULK_LEN: &str =
-    "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len";
-const LCS_ALLOC_FAILED: &str =
-    "ERR Insufficient memory, failed allocating transient memory for LCS";
+const LCS_EXCEEDS_BULK_LEN: &str = "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len";
+const LCS_ALLOC_FAILED: &str = "ERR Insufficient memory, failed allocating transient memory for LCS";
 
 // ---------------------------------------------------------------------------------------------------------
 // Shared helpers
@@ -107,11 +105,7 @@ fn store(shard: &mut Shard, key: &Key, pos: Option<Pos>, value: &[u8], ttl: Ttl,
             Ttl::At(at) => Some(at),
             Ttl::Keep | Ttl::Clear => None,
         };
-        add(
-            shard,
-            key,
-            Entry::new_str(key.bytes, value, at, now.initial_access()),
-        );
+        add(shard, key, Entry::new_str(key.bytes, value, at, now.initial_access()));
         return;
     };
     let e = shard.entry_mut(key, pos);
@@ -281,13 +275,7 @@ enum SetReply {
 }
 
 /// Redis's `setGenericCommand`.
-fn set_generic(
-    ctx: &mut Ctx<'_>,
-    key: &[u8],
-    value: &[u8],
-    opts: &ExtArgs<'_>,
-    reply: SetReply,
-) -> CmdResult {
+fn set_generic(ctx: &mut Ctx<'_>, key: &[u8], value: &[u8], opts: &ExtArgs<'_>, reply: SetReply) -> CmdResult {
     let expire_at = opts.expire_at(ctx)?;
     let get = opts.has(F_GET);
     let key = Key::new(key);
@@ -588,6 +576,10 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     };
     let value = num::incr_by_float(current, args[2]).map_err(float_error)?;
     store(&mut shard, &key, pos, &value, Ttl::Keep, &now);
+    // Redis stores INCRBYFLOAT results without trying the integer encoding.
+    if let Some(p) = shard.find(&key, &now) {
+        shard.entry_mut(&key, p).mark_not_int_encoded();
+    }
     drop(shard);
     ctx.out.bulk(&value);
     Ok(())
@@ -906,8 +898,7 @@ fn lcs(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         }
         let match_len = a_end.wrapping_sub(a_start).wrapping_add(1);
         if emit {
-            if (opts.min_match_len == 0 || match_len as u64 >= opts.min_match_len) && mark.is_some()
-            {
+            if (opts.min_match_len == 0 || match_len as u64 >= opts.min_match_len) && mark.is_some() {
                 out.array(2 + usize::from(opts.with_match_len));
                 out.array(2);
                 out.integer(a_start as i64);
@@ -940,11 +931,7 @@ fn lcs_len(a: &[u8], b: &[u8]) -> u32 {
     let mut cur = vec![0u32; b.len() + 1];
     for &ca in a {
         for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = if ca == cb {
-                prev[j] + 1
-            } else {
-                prev[j + 1].max(cur[j])
-            };
+            cur[j + 1] = if ca == cb { prev[j] + 1 } else { prev[j + 1].max(cur[j]) };
         }
         std::mem::swap(&mut prev, &mut cur);
     }
@@ -1019,10 +1006,7 @@ mod tests {
         assert_eq!(t(&mut c, &["SET", "e", ""]), "OK");
         assert_eq!(c.call(&["GET", "e"]), bulk(b""));
         let bin: &[u8] = b"a\0b\r\n\xff";
-        assert_eq!(
-            c.call_bytes(&[b"SET", b"bin\0key", bin]),
-            Frame::Simple("OK".into())
-        );
+        assert_eq!(c.call_bytes(&[b"SET", b"bin\0key", bin]), Frame::Simple("OK".into()));
         assert_eq!(c.call_bytes(&[b"GET", b"bin\0key"]), bulk(bin));
         // Overwrites of every size, in place and not.
         let long = "x".repeat(1000);
@@ -1044,34 +1028,19 @@ mod tests {
         assert_eq!(t(&mut c, &["SET", "a", "1", "EX", "10", "EX", "20"]), "OK");
         let ttl = ttl_ms(&c, "a").flatten().unwrap_or(0);
         assert!(ttl > 19_000 && ttl <= 20_000, "{ttl}");
-        assert_eq!(
-            t(&mut c, &["SET", "a", "1", "EX", "10", "PX", "20"]),
-            SYNTAX
-        );
+        assert_eq!(t(&mut c, &["SET", "a", "1", "EX", "10", "PX", "20"]), SYNTAX);
         assert_eq!(t(&mut c, &["SET", "a", "1", "KEEPTTL", "EX", "1"]), SYNTAX);
         assert_eq!(t(&mut c, &["SET", "a", "1", "EX", "1", "KEEPTTL"]), SYNTAX);
-        assert_eq!(
-            t(&mut c, &["SET", "a", "1", "ex", "100", "keepttl"]),
-            SYNTAX
-        );
-        assert_eq!(
-            t(&mut c, &["SET", "a", "1", "EXAT", "1", "PXAT", "1"]),
-            SYNTAX
-        );
+        assert_eq!(t(&mut c, &["SET", "a", "1", "ex", "100", "keepttl"]), SYNTAX);
+        assert_eq!(t(&mut c, &["SET", "a", "1", "EXAT", "1", "PXAT", "1"]), SYNTAX);
         assert_eq!(t(&mut c, &["SET", "a", "1", "EX"]), SYNTAX);
         assert_eq!(t(&mut c, &["SET", "a", "1", "PERSIST"]), SYNTAX);
         assert_eq!(t(&mut c, &["SET", "a", "1", "FOO"]), SYNTAX);
         assert_eq!(t(&mut c, &["SET", "a", "1", "KEEPTTL", "KEEPTTL"]), "OK");
         // The syntax is checked before the expiry value.
-        assert_eq!(
-            t(&mut c, &["SET", "a", "1", "EX", "abc", "NX", "XX"]),
-            SYNTAX
-        );
+        assert_eq!(t(&mut c, &["SET", "a", "1", "EX", "abc", "NX", "XX"]), SYNTAX);
         // Keywords are C strings: anything after a NUL is ignored.
-        assert_eq!(
-            c.call_bytes(&[b"SET", b"a", b"1", b"NX\0zz"]),
-            Frame::NullBulk
-        );
+        assert_eq!(c.call_bytes(&[b"SET", b"a", b"1", b"NX\0zz"]), Frame::NullBulk);
         assert_eq!(
             c.call_bytes(&[b"SET", b"a", b"1", b"KEEPTTL\0zz"]),
             Frame::Simple("OK".into())
@@ -1104,9 +1073,7 @@ mod tests {
             assert_eq!(t(&mut c, &["SET", "a", "1", opt, n]), want, "{opt} {n}");
         }
         assert_eq!(
-            ttl_ms(&c, "a")
-                .flatten()
-                .map(|ms| ms > 9_000_000_000_000_000),
+            ttl_ms(&c, "a").flatten().map(|ms| ms > 9_000_000_000_000_000),
             Some(true)
         );
         assert_eq!(
@@ -1162,13 +1129,9 @@ mod tests {
             .flatten()
             .is_some_and(|ms| ms > 998_000 && ms <= 1_000_000));
         assert_eq!(t(&mut c, &["SETEX", "s", "10", "v"]), "OK");
-        assert!(ttl_ms(&c, "s")
-            .flatten()
-            .is_some_and(|ms| ms > 9_000 && ms <= 10_000));
+        assert!(ttl_ms(&c, "s").flatten().is_some_and(|ms| ms > 9_000 && ms <= 10_000));
         assert_eq!(t(&mut c, &["PSETEX", "p", "100000", "v"]), "OK");
-        assert!(ttl_ms(&c, "p")
-            .flatten()
-            .is_some_and(|ms| ms > 99_000 && ms <= 100_000));
+        assert!(ttl_ms(&c, "p").flatten().is_some_and(|ms| ms > 99_000 && ms <= 100_000));
         let (keys, volatile) = c.srv.keyspace.db(0).counts();
         assert_eq!((keys, volatile), (5, 4));
         assert_eq!(t(&mut c, &["MSET", "t", "1", "t3", "2"]), "OK");
@@ -1186,10 +1149,7 @@ mod tests {
         assert_eq!(c.call(&["GET", "z"]), Frame::NullBulk);
         assert_eq!(dbsize(&c), 0);
         assert_eq!(c.srv.keyspace.db(0).stats().expired, 1);
-        assert_eq!(
-            c.call(&["SET", "a", "1", "PXAT", "1", "GET"]),
-            Frame::NullBulk
-        );
+        assert_eq!(c.call(&["SET", "a", "1", "PXAT", "1", "GET"]), Frame::NullBulk);
         assert_eq!(c.call(&["GET", "a"]), Frame::NullBulk);
         assert_eq!(t(&mut c, &["SET", "a", "1"]), "OK");
         assert_eq!(c.call(&["SET", "a", "2", "PXAT", "1", "GET"]), bulk(b"1"));
@@ -1228,14 +1188,8 @@ mod tests {
         assert_eq!(c.call(&["SETNX", "n", "1"]), Frame::Integer(1));
         assert_eq!(c.call(&["SETNX", "n", "2"]), Frame::Integer(0));
         assert_eq!(c.call(&["GET", "n"]), bulk(b"1"));
-        assert_eq!(
-            c.call(&["SETEX", "s", "10", "v"]),
-            Frame::Simple("OK".into())
-        );
-        assert_eq!(
-            c.call(&["PSETEX", "s", "10000", "w"]),
-            Frame::Simple("OK".into())
-        );
+        assert_eq!(c.call(&["SETEX", "s", "10", "v"]), Frame::Simple("OK".into()));
+        assert_eq!(c.call(&["PSETEX", "s", "10000", "w"]), Frame::Simple("OK".into()));
         assert_eq!(c.call(&["GET", "s"]), bulk(b"w"));
     }
 
@@ -1261,9 +1215,7 @@ mod tests {
         assert_eq!(ttl_ms(&c, "g"), Some(None));
         assert_eq!(c.call(&["GETEX", "g", "PERSIST"]), bulk(b"v"));
         assert_eq!(c.call(&["GETEX", "g", "EX", "100"]), bulk(b"v"));
-        assert!(ttl_ms(&c, "g")
-            .flatten()
-            .is_some_and(|ms| ms > 99_000 && ms <= 100_000));
+        assert!(ttl_ms(&c, "g").flatten().is_some_and(|ms| ms > 99_000 && ms <= 100_000));
         assert_eq!(c.srv.keyspace.db(0).counts(), (1, 1));
         assert_eq!(c.call(&["GETEX", "g", "PERSIST"]), bulk(b"v"));
         assert_eq!(ttl_ms(&c, "g"), Some(None));
@@ -1274,9 +1226,7 @@ mod tests {
         assert_eq!(c.call(&["GETEX", "g", "EXAT", &at]), bulk(b"v"));
         assert!(ttl_ms(&c, "g").flatten().is_some_and(|ms| ms > 998_000));
         assert_eq!(c.call(&["GETEX", "g", "EX", "10", "EX", "20"]), bulk(b"v"));
-        assert!(ttl_ms(&c, "g")
-            .flatten()
-            .is_some_and(|ms| ms > 19_000 && ms <= 20_000));
+        assert!(ttl_ms(&c, "g").flatten().is_some_and(|ms| ms > 19_000 && ms <= 20_000));
         assert_eq!(c.call(&["GETEX", "g", "PERSIST", "PERSIST"]), bulk(b"v"));
         assert_eq!(c.call_bytes(&[b"GETEX", b"g", b"PERSIST\0"]), bulk(b"v"));
         for bad in [
@@ -1296,18 +1246,9 @@ mod tests {
         }
         assert_eq!(t(&mut c, &["GETEX", "g", "EX", "0"]), invalid);
         assert_eq!(t(&mut c, &["GETEX", "g", "EX", "abc"]), NOT_INT);
-        assert_eq!(
-            t(&mut c, &["GETEX", "g", "EX", "9223372036854775807"]),
-            invalid
-        );
-        assert_eq!(
-            t(&mut c, &["GETEX", "g", "EXAT", "9223372036854775807"]),
-            invalid
-        );
-        assert_eq!(
-            c.call(&["GETEX", "g", "PXAT", "9223372036854775807"]),
-            bulk(b"v")
-        );
+        assert_eq!(t(&mut c, &["GETEX", "g", "EX", "9223372036854775807"]), invalid);
+        assert_eq!(t(&mut c, &["GETEX", "g", "EXAT", "9223372036854775807"]), invalid);
+        assert_eq!(c.call(&["GETEX", "g", "PXAT", "9223372036854775807"]), bulk(b"v"));
         // A missing key replies nil before the expiry value is looked at; the syntax is checked first.
         assert_eq!(c.call(&["GETEX", "nokey", "EX", "abc"]), Frame::NullBulk);
         assert_eq!(c.call(&["GETEX", "nokey", "EX", "0"]), Frame::NullBulk);
@@ -1359,13 +1300,7 @@ mod tests {
         assert_eq!(c.call(&["GET", "e"]), bulk(b"2"));
         assert_eq!(
             c.call(&["MGET", "a", "c", "nokey", "d", "e"]),
-            Frame::Array(vec![
-                bulk(b"2"),
-                bulk(b"1"),
-                Frame::NullBulk,
-                bulk(b"2"),
-                bulk(b"2")
-            ])
+            Frame::Array(vec![bulk(b"2"), bulk(b"1"), Frame::NullBulk, bulk(b"2"), bulk(b"2")])
         );
         // Many keys over many shards, set and read back atomically.
         let mut cmd = vec!["MSET".to_string()];
@@ -1378,11 +1313,7 @@ mod tests {
         let mut get = vec!["MGET".to_string()];
         get.extend((0..200).map(|i| format!("key:{i}")));
         let get: Vec<&str> = get.iter().map(String::as_str).collect();
-        let want = Frame::Array(
-            (0..200)
-                .map(|i| bulk(format!("val:{i}").as_bytes()))
-                .collect(),
-        );
+        let want = Frame::Array((0..200).map(|i| bulk(format!("val:{i}").as_bytes())).collect());
         assert_eq!(c.call(&get), want);
         c.client.proto = Proto::Resp3;
         assert_eq!(
@@ -1414,19 +1345,10 @@ mod tests {
         assert_eq!(t(&mut c, &["INCRBY", "i", "abc"]), NOT_INT);
         assert_eq!(t(&mut c, &["INCRBY", "i", "1.0"]), NOT_INT);
         assert_eq!(t(&mut c, &["SET", "i", "9223372036854775807"]), "OK");
-        assert_eq!(
-            t(&mut c, &["INCR", "i"]),
-            "-ERR increment or decrement would overflow"
-        );
+        assert_eq!(t(&mut c, &["INCR", "i"]), "-ERR increment or decrement would overflow");
         assert_eq!(t(&mut c, &["SET", "i", "-9223372036854775808"]), "OK");
-        assert_eq!(
-            t(&mut c, &["DECR", "i"]),
-            "-ERR increment or decrement would overflow"
-        );
-        assert_eq!(
-            c.call(&["INCRBY", "i", "9223372036854775807"]),
-            Frame::Integer(-1)
-        );
+        assert_eq!(t(&mut c, &["DECR", "i"]), "-ERR increment or decrement would overflow");
+        assert_eq!(c.call(&["INCRBY", "i", "9223372036854775807"]), Frame::Integer(-1));
         for bad in ["abc", "01", " 1", "1.0", "", "+1"] {
             assert_eq!(t(&mut c, &["SET", "i", bad]), "OK");
             assert_eq!(t(&mut c, &["INCR", "i"]), NOT_INT, "{bad:?}");
@@ -1463,10 +1385,7 @@ mod tests {
         );
         assert_eq!(dbsize(&c), 1);
         let big = "10000000000000000000281880683947586514586453433629052038625910693539685534008629862039363994848324160522094053927317616200295822777259255734023828976593340661017797447434546173917862448116674971723778943824391593338047470675026246684401359237513603830343735485505244955964979021825038280091068414947402456898653040951017512658092615827588920183472511643316591362664138176309734806343732497430221946880";
-        assert_eq!(
-            c.call(&["INCRBYFLOAT", "big", "1e400"]),
-            bulk(big.as_bytes())
-        );
+        assert_eq!(c.call(&["INCRBYFLOAT", "big", "1e400"]), bulk(big.as_bytes()));
         assert_eq!(c.call(&["INCRBYFLOAT", "big", "0.1"]), bulk(big.as_bytes()));
         for (incr, want) in [
             ("0.1", "0.1"),
@@ -1476,19 +1395,12 @@ mod tests {
             ("3.0e3", "3000"),
             ("0x10", "3016"),
         ] {
-            assert_eq!(
-                c.call(&["INCRBYFLOAT", "fl", incr]),
-                bulk(want.as_bytes()),
-                "{incr}"
-            );
+            assert_eq!(c.call(&["INCRBYFLOAT", "fl", incr]), bulk(want.as_bytes()), "{incr}");
         }
         assert_eq!(t(&mut c, &["SET", "f", "10"]), "OK");
         assert_eq!(c.call(&["INCRBYFLOAT", "f", "1"]), bulk(b"11"));
         assert_eq!(t(&mut c, &["SET", "e", ""]), "OK");
-        assert_eq!(
-            t(&mut c, &["INCRBYFLOAT", "e", "1"]),
-            "-ERR value is not a valid float"
-        );
+        assert_eq!(t(&mut c, &["INCRBYFLOAT", "e", "1"]), "-ERR value is not a valid float");
         assert_eq!(t(&mut c, &["SET", "x", "abc"]), "OK");
         assert_eq!(
             t(&mut c, &["INCRBYFLOAT", "x", "abc"]),
@@ -1505,10 +1417,7 @@ mod tests {
     fn append_and_strlen() {
         let mut c = TestClient::new();
         assert_eq!(c.call(&["APPEND", "a", "hello"]), Frame::Integer(5));
-        assert_eq!(
-            c.call_bytes(&[b"APPEND", b"a", b"\0world"]),
-            Frame::Integer(11)
-        );
+        assert_eq!(c.call_bytes(&[b"APPEND", b"a", b"\0world"]), Frame::Integer(11));
         assert_eq!(c.call(&["GET", "a"]), bulk(b"hello\0world"));
         assert_eq!(c.call(&["STRLEN", "a"]), Frame::Integer(11));
         assert_eq!(c.call(&["STRLEN", "nokey"]), Frame::Integer(0));
@@ -1565,11 +1474,7 @@ mod tests {
             ("0", "-100", b"h"),
             ("3", "100", b"lo\0world"),
             ("0", "9223372036854775807", b"hello\0world"),
-            (
-                "-9223372036854775808",
-                "9223372036854775807",
-                b"hello\0world",
-            ),
+            ("-9223372036854775808", "9223372036854775807", b"hello\0world"),
             ("-20", "-30", b""),
             ("-30", "-20", b"h"),
             ("-3", "-5", b""),
@@ -1603,26 +1508,14 @@ mod tests {
         let too_big = "-ERR string exceeds maximum allowed size (proto-max-bulk-len)";
         // An empty value on a missing key creates nothing, whatever the offset.
         assert_eq!(c.call(&["SETRANGE", "s", "5", ""]), Frame::Integer(0));
-        assert_eq!(
-            c.call(&["SETRANGE", "s", "536870912", ""]),
-            Frame::Integer(0)
-        );
+        assert_eq!(c.call(&["SETRANGE", "s", "536870912", ""]), Frame::Integer(0));
         assert_eq!(dbsize(&c), 0);
-        assert_eq!(
-            t(&mut c, &["SETRANGE", "s", "-1", "x"]),
-            "-ERR offset is out of range"
-        );
-        assert_eq!(
-            t(&mut c, &["SETRANGE", "s", "-1", ""]),
-            "-ERR offset is out of range"
-        );
+        assert_eq!(t(&mut c, &["SETRANGE", "s", "-1", "x"]), "-ERR offset is out of range");
+        assert_eq!(t(&mut c, &["SETRANGE", "s", "-1", ""]), "-ERR offset is out of range");
         assert_eq!(t(&mut c, &["SETRANGE", "s", "abc", "x"]), NOT_INT);
         assert_eq!(t(&mut c, &["SETRANGE", "s", "536870912", "x"]), too_big);
         assert_eq!(t(&mut c, &["SETRANGE", "s", "536870911", "xy"]), too_big);
-        assert_eq!(
-            t(&mut c, &["SETRANGE", "s", "9223372036854775807", "x"]),
-            too_big
-        );
+        assert_eq!(t(&mut c, &["SETRANGE", "s", "9223372036854775807", "x"]), too_big);
         assert_eq!(dbsize(&c), 0);
         assert_eq!(c.call(&["SETRANGE", "s", "3", "x"]), Frame::Integer(4));
         assert_eq!(c.call(&["GET", "s"]), bulk(b"\0\0\0x"));
@@ -1651,15 +1544,9 @@ mod tests {
         let mut c = TestClient::with_config(|cfg| cfg.proto_max_bulk_len = 1024 * 1024);
         let too_big = "-ERR string exceeds maximum allowed size (proto-max-bulk-len)";
         assert_eq!(t(&mut c, &["SETRANGE", "x", "1048576", "a"]), too_big);
-        assert_eq!(
-            c.call(&["SETRANGE", "x", "1048575", "a"]),
-            Frame::Integer(1048576)
-        );
+        assert_eq!(c.call(&["SETRANGE", "x", "1048575", "a"]), Frame::Integer(1048576));
         assert_eq!(t(&mut c, &["SETRANGE", "x", "1048575", "ab"]), too_big);
-        assert_eq!(
-            c.call(&["SETRANGE", "x", "0", "b"]),
-            Frame::Integer(1048576)
-        );
+        assert_eq!(c.call(&["SETRANGE", "x", "0", "b"]), Frame::Integer(1048576));
         assert_eq!(c.call(&["GETRANGE", "x", "0", "1"]), bulk(b"b\0"));
         assert_eq!(c.call(&["GETRANGE", "x", "-2", "-1"]), bulk(b"\0a"));
     }
@@ -1688,20 +1575,11 @@ mod tests {
     #[test]
     fn lcs() {
         let mut c = TestClient::new();
-        assert_eq!(
-            t(&mut c, &["MSET", "key1", "ohmytext", "key2", "mynewtext"]),
-            "OK"
-        );
+        assert_eq!(t(&mut c, &["MSET", "key1", "ohmytext", "key2", "mynewtext"]), "OK");
         assert_eq!(c.call(&["LCS", "key1", "key2"]), bulk(b"mytext"));
         assert_eq!(c.call(&["LCS", "key1", "key2", "LEN"]), Frame::Integer(6));
-        assert_eq!(
-            c.call(&["LCS", "key1", "key2", "LEN", "LEN"]),
-            Frame::Integer(6)
-        );
-        assert_eq!(
-            c.call(&["LCS", "key1", "key2", "WITHMATCHLEN"]),
-            bulk(b"mytext")
-        );
+        assert_eq!(c.call(&["LCS", "key1", "key2", "LEN", "LEN"]), Frame::Integer(6));
+        assert_eq!(c.call(&["LCS", "key1", "key2", "WITHMATCHLEN"]), bulk(b"mytext"));
         assert_eq!(
             c.call(&["LCS", "key1", "key2", "LEN", "WITHMATCHLEN"]),
             Frame::Integer(6)
@@ -1720,21 +1598,10 @@ mod tests {
             idx_reply(vec![range((4, 7), (5, 8), None)], 6, false)
         );
         assert_eq!(
-            c.call(&[
-                "LCS",
-                "key1",
-                "key2",
-                "IDX",
-                "MINMATCHLEN",
-                "4",
-                "WITHMATCHLEN"
-            ]),
+            c.call(&["LCS", "key1", "key2", "IDX", "MINMATCHLEN", "4", "WITHMATCHLEN"]),
             idx_reply(vec![range((4, 7), (5, 8), Some(4))], 6, false)
         );
-        let with_len = vec![
-            range((4, 7), (5, 8), Some(4)),
-            range((2, 3), (0, 1), Some(2)),
-        ];
+        let with_len = vec![range((4, 7), (5, 8), Some(4)), range((2, 3), (0, 1), Some(2))];
         assert_eq!(
             c.call(&["LCS", "key1", "key2", "IDX", "WITHMATCHLEN"]),
             idx_reply(with_len.clone(), 6, false)
@@ -1743,43 +1610,22 @@ mod tests {
         assert_eq!(t(&mut c, &["LCS", "key1", "key2", "LEN", "IDX"]), both);
         assert_eq!(t(&mut c, &["LCS", "key1", "key2", "idx", "len"]), both);
         assert_eq!(t(&mut c, &["LCS", "key1", "key2", "MINMATCHLEN"]), SYNTAX);
+        assert_eq!(t(&mut c, &["LCS", "key1", "key2", "MINMATCHLEN", "abc"]), NOT_INT);
         assert_eq!(
-            t(&mut c, &["LCS", "key1", "key2", "MINMATCHLEN", "abc"]),
+            t(&mut c, &["LCS", "key1", "key2", "MINMATCHLEN", "abc", "LEN", "IDX"]),
             NOT_INT
         );
         assert_eq!(
-            t(
-                &mut c,
-                &["LCS", "key1", "key2", "MINMATCHLEN", "abc", "LEN", "IDX"]
-            ),
-            NOT_INT
-        );
-        assert_eq!(
-            t(
-                &mut c,
-                &["LCS", "key1", "key2", "LEN", "IDX", "MINMATCHLEN", "abc"]
-            ),
+            t(&mut c, &["LCS", "key1", "key2", "LEN", "IDX", "MINMATCHLEN", "abc"]),
             NOT_INT
         );
         assert_eq!(t(&mut c, &["LCS", "key1", "key2", "FOO"]), SYNTAX);
-        assert_eq!(
-            c.call_bytes(&[b"LCS", b"key1", b"key2", b"LEN\0x"]),
-            Frame::Integer(6)
-        );
+        assert_eq!(c.call_bytes(&[b"LCS", b"key1", b"key2", b"LEN\0x"]), Frame::Integer(6));
         // Missing keys are empty strings.
         assert_eq!(c.call(&["LCS", "nokey", "nokey2"]), bulk(b""));
-        assert_eq!(
-            c.call(&["LCS", "nokey", "nokey2", "LEN"]),
-            Frame::Integer(0)
-        );
-        assert_eq!(
-            c.call(&["LCS", "nokey", "nokey2", "IDX"]),
-            idx_reply(vec![], 0, false)
-        );
-        assert_eq!(
-            c.call(&["LCS", "key1", "nokey", "IDX"]),
-            idx_reply(vec![], 0, false)
-        );
+        assert_eq!(c.call(&["LCS", "nokey", "nokey2", "LEN"]), Frame::Integer(0));
+        assert_eq!(c.call(&["LCS", "nokey", "nokey2", "IDX"]), idx_reply(vec![], 0, false));
+        assert_eq!(c.call(&["LCS", "key1", "nokey", "IDX"]), idx_reply(vec![], 0, false));
         assert_eq!(c.call(&["LCS", "key1", "key1"]), bulk(b"ohmytext"));
         // Backtracking order decides which subsequence and which ranges are reported.
         assert_eq!(t(&mut c, &["MSET", "la", "ABCBDAB", "lb", "BDCABA"]), "OK");
@@ -1787,10 +1633,7 @@ mod tests {
         assert_eq!(
             c.call(&["LCS", "la", "lb", "IDX", "WITHMATCHLEN"]),
             idx_reply(
-                vec![
-                    range((5, 6), (3, 4), Some(2)),
-                    range((3, 4), (0, 1), Some(2))
-                ],
+                vec![range((5, 6), (3, 4), Some(2)), range((3, 4), (0, 1), Some(2))],
                 4,
                 false
             )
@@ -1801,18 +1644,12 @@ mod tests {
             c.call(&["LCS", "lc", "ld", "IDX", "WITHMATCHLEN"]),
             idx_reply(vec![range((2, 3), (0, 1), Some(2))], 2, false)
         );
-        assert_eq!(
-            t(&mut c, &["MSET", "le", "xabcyabcz", "lf", "abcqqabc"]),
-            "OK"
-        );
+        assert_eq!(t(&mut c, &["MSET", "le", "xabcyabcz", "lf", "abcqqabc"]), "OK");
         assert_eq!(c.call(&["LCS", "le", "lf"]), bulk(b"abcabc"));
         assert_eq!(
             c.call(&["LCS", "le", "lf", "IDX", "MINMATCHLEN", "3", "WITHMATCHLEN"]),
             idx_reply(
-                vec![
-                    range((5, 7), (5, 7), Some(3)),
-                    range((1, 3), (0, 2), Some(3))
-                ],
+                vec![range((5, 7), (5, 7), Some(3)), range((1, 3), (0, 2), Some(3))],
                 6,
                 false
             )
@@ -1823,18 +1660,14 @@ mod tests {
             idx_reply(with_len, 6, true)
         );
         assert_eq!(c.call(&["LCS", "key1", "key2", "LEN"]), Frame::Integer(6));
-        assert_eq!(
-            c.call(&["LCS", "nokey", "nokey2", "IDX"]),
-            idx_reply(vec![], 0, true)
-        );
+        assert_eq!(c.call(&["LCS", "nokey", "nokey2", "IDX"]), idx_reply(vec![], 0, true));
         assert_eq!(c.call(&["LCS", "nokey", "nokey2"]), bulk(b""));
     }
 
     #[test]
     fn lcs_transient_memory_is_bounded_by_proto_max_bulk_len() {
         let mut c = TestClient::with_config(|cfg| cfg.proto_max_bulk_len = 1024 * 1024);
-        let exceeds =
-            "-ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len";
+        let exceeds = "-ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len";
         let k = "a".repeat(1000);
         assert_eq!(t(&mut c, &["MSET", "x", &k, "y", &k]), "OK");
         assert_eq!(t(&mut c, &["LCS", "x", "y", "LEN"]), exceeds);
@@ -1852,9 +1685,7 @@ mod tests {
         let mut rnd = |n: usize| -> Vec<u8> {
             (0..n)
                 .map(|_| {
-                    seed = seed
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     b"abc"[(seed >> 33) as usize % 3]
                 })
                 .collect()
@@ -1862,17 +1693,11 @@ mod tests {
         let mut c = TestClient::new();
         for n in 0..40 {
             let (a, b) = (rnd(n), rnd(40 - n));
-            assert_eq!(
-                c.call_bytes(&[b"MSET", b"a", &a, b"b", &b]),
-                Frame::Simple("OK".into())
-            );
+            assert_eq!(c.call_bytes(&[b"MSET", b"a", &a, b"b", &b]), Frame::Simple("OK".into()));
             let Frame::Bulk(s) = c.call(&["LCS", "a", "b"]) else {
                 panic!("LCS reply")
             };
-            assert_eq!(
-                c.call(&["LCS", "a", "b", "LEN"]),
-                Frame::Integer(s.len() as i64)
-            );
+            assert_eq!(c.call(&["LCS", "a", "b", "LEN"]), Frame::Integer(s.len() as i64));
             assert_eq!(lcs_len(&a, &b) as usize, s.len());
         }
     }

@@ -45,7 +45,11 @@ impl TestClient {
         };
         let authenticated = !srv.settings.auth_required.load(std::sync::atomic::Ordering::Relaxed);
         let client = Client::new(handle, authenticated);
-        TestClient { srv, client, out: ReplyWriter::new(Proto::Resp2) }
+        TestClient {
+            srv,
+            client,
+            out: ReplyWriter::new(Proto::Resp2),
+        }
     }
 
     /// Runs one command and returns its reply (or `Frame::Null` when the reply was suppressed).
@@ -96,7 +100,11 @@ pub fn render(f: &Frame) -> String {
         }
         Frame::Map(pairs) | Frame::Attribute(pairs) => format!(
             "{{{}}}",
-            pairs.iter().map(|(k, v)| format!("{}: {}", render(k), render(v))).collect::<Vec<_>>().join(", ")
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{}: {}", render(k), render(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

@@ -67,7 +67,10 @@ impl Now {
     pub fn touch(&self, e: &mut Entry) {
         match self.mode {
             AccessMode::Lru => e.set_access(self.lru_clock()),
-            AccessMode::Lfu { log_factor, decay_time_min } => {
+            AccessMode::Lfu {
+                log_factor,
+                decay_time_min,
+            } => {
                 let counter = self.lfu_decayed(e.access(), decay_time_min);
                 let counter = lfu_log_incr(counter, log_factor);
                 e.set_access((self.lfu_minutes() << 8) | counter);
@@ -78,7 +81,11 @@ impl Now {
     /// Milliseconds since the last access, under LRU.
     pub fn idle_ms(&self, access: u32) -> i64 {
         let now = self.lru_clock();
-        let ticks = if now >= access { now - access } else { now + (LRU_CLOCK_MAX - access) };
+        let ticks = if now >= access {
+            now - access
+        } else {
+            now + (LRU_CLOCK_MAX - access)
+        };
         ticks as i64 * LRU_CLOCK_RESOLUTION_MS
     }
 
@@ -142,7 +149,13 @@ mod tests {
 
     #[test]
     fn lfu_counter_starts_at_init_and_grows_logarithmically() {
-        let now = Now::new(0, AccessMode::Lfu { log_factor: 10, decay_time_min: 1 });
+        let now = Now::new(
+            0,
+            AccessMode::Lfu {
+                log_factor: 10,
+                decay_time_min: 1,
+            },
+        );
         let mut e = Entry::new_str(b"k", b"v", None, now.initial_access());
         assert_eq!(e.access() & 0xFF, LFU_INIT_VAL);
         for _ in 0..1000 {
@@ -155,7 +168,13 @@ mod tests {
 
     #[test]
     fn lfu_counter_decays_per_idle_period() {
-        let t0 = Now::new(0, AccessMode::Lfu { log_factor: 10, decay_time_min: 1 });
+        let t0 = Now::new(
+            0,
+            AccessMode::Lfu {
+                log_factor: 10,
+                decay_time_min: 1,
+            },
+        );
         let access = (t0.lfu_minutes() << 8) | 20;
         let later = Now::new(5 * 60_000, t0.mode);
         assert_eq!(later.lfu_decayed(access, 1), 15);

@@ -33,7 +33,11 @@ pub struct Key<'a> {
 impl<'a> Key<'a> {
     #[inline]
     pub fn new(bytes: &'a [u8]) -> Key<'a> {
-        Key { bytes, slot: Slot::for_key(bytes), hash: hash_key(bytes) }
+        Key {
+            bytes,
+            slot: Slot::for_key(bytes),
+            hash: hash_key(bytes),
+        }
     }
 
     #[inline]
@@ -65,8 +69,13 @@ impl std::ops::AddAssign for ShardStats {
     }
 }
 
+/// What an unallocated shard's tables read as.
+static EMPTY_TABLE: SlotTable = SlotTable::new();
+
 /// One lock's worth of slot tables.
 pub struct Shard {
+    /// Empty until the first key arrives: a server with 16 databases would otherwise start with 4 MiB of
+    /// empty table headers, which counts against a small maxmemory.
     slots: Box<[SlotTable]>,
     keys: usize,
     volatile: usize,
@@ -90,7 +99,7 @@ impl Default for Shard {
 impl Shard {
     pub fn new() -> Shard {
         Shard {
-            slots: (0..SLOTS_PER_SHARD).map(|_| SlotTable::new()).collect(),
+            slots: Box::new([]),
             keys: 0,
             volatile: 0,
             stats: ShardStats::default(),
@@ -116,17 +125,25 @@ impl Shard {
 
     #[inline]
     fn table(&self, key: &Key) -> &SlotTable {
-        &self.slots[key.local()]
+        self.slots.get(key.local()).unwrap_or(&EMPTY_TABLE)
     }
 
     #[inline]
     fn table_mut(&mut self, key: &Key) -> &mut SlotTable {
-        &mut self.slots[key.local()]
+        self.local_table_mut(key.local())
+    }
+
+    #[inline]
+    fn local_table_mut(&mut self, local: usize) -> &mut SlotTable {
+        if self.slots.is_empty() {
+            self.slots = (0..SLOTS_PER_SHARD).map(|_| SlotTable::new()).collect();
+        }
+        &mut self.slots[local % SLOTS_PER_SHARD]
     }
 
     /// The table of a slot that belongs to this shard.
     pub fn slot_table(&self, slot: Slot) -> &SlotTable {
-        &self.slots[slot.index() / SHARDS]
+        self.slots.get(slot.index() / SHARDS).unwrap_or(&EMPTY_TABLE)
     }
 
     /// Local slot tables in order; index `i` is slot `i * SHARDS + shard_index`.
@@ -266,6 +283,7 @@ impl Shard {
         for t in self.slots.iter_mut() {
             out.append(&mut t.take_all());
         }
+        self.slots = Box::new([]);
         self.keys = 0;
         self.volatile = 0;
         out
@@ -273,7 +291,10 @@ impl Shard {
 
     /// Removes every key of one slot.
     pub fn take_slot(&mut self, slot: Slot) -> Vec<Entry> {
-        let t = &mut self.slots[slot.index() / SHARDS];
+        if self.slots.is_empty() {
+            return Vec::new();
+        }
+        let t = self.local_table_mut(slot.index() / SHARDS);
         let v = t.volatile_len();
         let out = t.take_all();
         self.keys -= out.len();
@@ -283,7 +304,7 @@ impl Shard {
 
     /// Deletes an entry found by position in a local slot table (expiry sweep, eviction).
     pub(crate) fn remove_local(&mut self, local: usize, pos: Pos) -> Entry {
-        let e = self.slots[local].remove(pos);
+        let e = self.local_table_mut(local).remove(pos);
         self.keys -= 1;
         if e.has_expire() {
             self.volatile -= 1;
@@ -292,7 +313,7 @@ impl Shard {
     }
 
     pub(crate) fn local_table(&self, local: usize) -> &SlotTable {
-        &self.slots[local]
+        self.slots.get(local).unwrap_or(&EMPTY_TABLE)
     }
 
     fn swap_contents(&mut self, other: &mut Shard) {
@@ -326,7 +347,9 @@ const CURSOR_POS_BITS: u32 = 32;
 
 impl Db {
     pub fn new() -> Db {
-        Db { shards: (0..SHARDS).map(|_| Padded(Mutex::new(Shard::new()))).collect() }
+        Db {
+            shards: (0..SHARDS).map(|_| Padded(Mutex::new(Shard::new()))).collect(),
+        }
     }
 
     /// Locks the shard holding `key`.
@@ -350,7 +373,9 @@ impl Db {
         let mut idx: SmallVec<[usize; 8]> = keys.into_iter().map(|k| k.shard()).collect();
         idx.sort_unstable();
         idx.dedup();
-        ShardSet { guards: idx.into_iter().map(|i| (i, self.shards[i].0.lock())).collect() }
+        ShardSet {
+            guards: idx.into_iter().map(|i| (i, self.shards[i].0.lock())).collect(),
+        }
     }
 
     /// Number of keys (DBSIZE); keys expired but not yet collected are counted, as in Redis.
@@ -475,7 +500,11 @@ impl Db {
                 order += 1;
                 from = 0;
                 if visited >= count {
-                    return if order >= total { 0 } else { (order as u64) << CURSOR_POS_BITS };
+                    return if order >= total {
+                        0
+                    } else {
+                        (order as u64) << CURSOR_POS_BITS
+                    };
                 }
             }
         }
@@ -506,7 +535,9 @@ impl Db {
                 if g.is_empty() {
                     continue;
                 }
-                let Some((local, pos)) = g.sample(rand::random(), false) else { continue };
+                let Some((local, pos)) = g.sample(rand::random(), false) else {
+                    continue;
+                };
                 let e = g.local_table(local).get(pos);
                 if e.expire_at().is_some_and(|at| at <= now.ms) {
                     if g.lazy_expire_deletes {
@@ -532,7 +563,16 @@ impl Shard {
         if self.keys == 0 || (volatile_only && self.volatile == 0) {
             return None;
         }
-        let usable = |t: &SlotTable| if volatile_only { t.volatile_len() > 0 } else { !t.is_empty() };
+        let usable = |t: &SlotTable| {
+            if volatile_only {
+                t.volatile_len() > 0
+            } else {
+                !t.is_empty()
+            }
+        };
+        if self.slots.is_empty() {
+            return None;
+        }
         // A few random probes find a table quickly when the shard is well populated...
         let mut r = r;
         for _ in 0..8 {
@@ -544,9 +584,10 @@ impl Shard {
         }
         // ...and a linear walk from a random start finds one when it is sparse.
         let start = (r % SLOTS_PER_SHARD as u64) as usize;
-        (0..SLOTS_PER_SHARD).map(|k| (start + k) % SLOTS_PER_SHARD).find(|&l| usable(&self.slots[l])).and_then(
-            |local| self.slots[local].random_pos(r >> 7, volatile_only).map(|p| (local, p)),
-        )
+        (0..SLOTS_PER_SHARD)
+            .map(|k| (start + k) % SLOTS_PER_SHARD)
+            .find(|&l| usable(&self.slots[l]))
+            .and_then(|local| self.slots[local].random_pos(r >> 7, volatile_only).map(|p| (local, p)))
     }
 }
 
@@ -571,7 +612,9 @@ pub struct Keyspace {
 
 impl Keyspace {
     pub fn new(databases: usize) -> Keyspace {
-        Keyspace { dbs: (0..databases.max(1)).map(|_| Db::new()).collect() }
+        Keyspace {
+            dbs: (0..databases.max(1)).map(|_| Db::new()).collect(),
+        }
     }
 
     #[inline]
@@ -603,11 +646,18 @@ impl Keyspace {
 
     /// Locks the shards of keys that may live in different databases, in (db, shard) order.
     pub fn lock_across<'k>(&self, keys: &[(usize, &Key<'k>)]) -> CrossDbSet<'_> {
-        let mut idx: SmallVec<[(usize, usize); 4]> =
-            keys.iter().map(|(db, k)| (*db.min(&(self.dbs.len() - 1)), k.shard())).collect();
+        let mut idx: SmallVec<[(usize, usize); 4]> = keys
+            .iter()
+            .map(|(db, k)| (*db.min(&(self.dbs.len() - 1)), k.shard()))
+            .collect();
         idx.sort_unstable();
         idx.dedup();
-        CrossDbSet { guards: idx.into_iter().map(|(d, s)| ((d, s), self.dbs[d].shards[s].0.lock())).collect() }
+        CrossDbSet {
+            guards: idx
+                .into_iter()
+                .map(|(d, s)| ((d, s), self.dbs[d].shards[s].0.lock()))
+                .collect(),
+        }
     }
 
     /// The cursor position within a slot table that a key sorts at (tests of SCAN).
@@ -645,7 +695,8 @@ mod tests {
     fn set(db: &Db, k: &[u8], v: &[u8], exp: Option<i64>) {
         let key = Key::new(k);
         let n = now();
-        db.lock(&key).upsert(&key, Entry::new_str(k, v, exp, n.initial_access()));
+        db.lock(&key)
+            .upsert(&key, Entry::new_str(k, v, exp, n.initial_access()));
     }
 
     fn get(db: &Db, k: &[u8]) -> Option<Vec<u8>> {
@@ -663,7 +714,10 @@ mod tests {
         }
         assert_eq!(db.len(), 5000);
         for i in 0..5000 {
-            assert_eq!(get(&db, format!("key:{i}").as_bytes()), Some(format!("v{i}").into_bytes()));
+            assert_eq!(
+                get(&db, format!("key:{i}").as_bytes()),
+                Some(format!("v{i}").into_bytes())
+            );
         }
         for i in (0..5000).step_by(2) {
             let k = format!("key:{i}");

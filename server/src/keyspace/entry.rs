@@ -26,6 +26,11 @@ const HAS_EXPIRE: u8 = 1 << 3;
 const WIDE: u8 = 1 << 4;
 /// The string was modified in place (APPEND, SETRANGE): OBJECT ENCODING reports `raw`, as Redis does.
 const RAW: u8 = 1 << 5;
+/// The string was stored without Redis's integer-encoding attempt (INCRBYFLOAT): OBJECT ENCODING reports
+/// `embstr`/`raw` by length even when the text is an integer.
+const NOT_INT: u8 = 1 << 6;
+/// Flags that describe the value's encoding and travel with it through rebuilds and copies.
+const ENCODING_FLAGS: u8 = RAW | NOT_INT;
 
 const ACCESS_MASK: u32 = (1 << 24) - 1;
 const EXPIRE_LEN: usize = 8;
@@ -104,7 +109,7 @@ fn grown_capacity(needed: usize) -> usize {
 impl Entry {
     /// A string entry. `expire_at` is unix milliseconds.
     pub fn new_str(key: &[u8], value: &[u8], expire_at: Option<i64>, access: u32) -> Entry {
-        Entry::build(ValueKind::Str, key, value, value.len(), expire_at, access, false)
+        Entry::build(ValueKind::Str, key, value, value.len(), expire_at, access, 0)
     }
 
     fn build(
@@ -114,7 +119,7 @@ impl Entry {
         val_cap: usize,
         expire_at: Option<i64>,
         access: u32,
-        raw: bool,
+        encoding_flags: u8,
     ) -> Entry {
         let wide = key.len() > NARROW_MAX || val_cap > NARROW_MAX || val_cap != value.len();
         let mut flags = kind as u8;
@@ -124,14 +129,19 @@ impl Entry {
         if wide {
             flags |= WIDE;
         }
-        if raw {
-            flags |= RAW;
-        }
-        let dims = Dims { flags, key_len: key.len(), val_len: value.len(), val_cap };
+        flags |= encoding_flags & ENCODING_FLAGS;
+        let dims = Dims {
+            flags,
+            key_len: key.len(),
+            val_len: value.len(),
+            val_cap,
+        };
         let layout = dims.layout();
         // SAFETY: layout has a non-zero size (the header alone is at least 6 bytes).
         let raw_ptr = unsafe { alloc::alloc(layout) };
-        let Some(ptr) = NonNull::new(raw_ptr) else { alloc::handle_alloc_error(layout) };
+        let Some(ptr) = NonNull::new(raw_ptr) else {
+            alloc::handle_alloc_error(layout)
+        };
         // SAFETY: every write below stays inside the `dims.total()` bytes just allocated.
         unsafe {
             let p = ptr.as_ptr();
@@ -178,11 +188,21 @@ impl Entry {
                     std::ptr::copy_nonoverlapping(p.add(o), b.as_mut_ptr(), 4);
                     u32::from_le_bytes(b) as usize
                 };
-                Dims { flags, key_len: rd(off), val_len: rd(off + 4), val_cap: rd(off + 8) }
+                Dims {
+                    flags,
+                    key_len: rd(off),
+                    val_len: rd(off + 4),
+                    val_cap: rd(off + 8),
+                }
             } else {
                 let key_len = *p.add(off) as usize;
                 let val_len = *p.add(off + 1) as usize;
-                Dims { flags, key_len, val_len, val_cap: val_len }
+                Dims {
+                    flags,
+                    key_len,
+                    val_len,
+                    val_cap: val_len,
+                }
             }
         }
     }
@@ -203,9 +223,7 @@ impl Entry {
     pub fn str_value(&self) -> &[u8] {
         let d = self.dims();
         // SAFETY: the value occupies `val_len` initialised bytes after the key.
-        unsafe {
-            std::slice::from_raw_parts(self.ptr.as_ptr().add(d.header_len() + d.key_len), d.val_len)
-        }
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(d.header_len() + d.key_len), d.val_len) }
     }
 
     /// The key and the value together, with one header decode.
@@ -226,6 +244,24 @@ impl Entry {
     /// Whether the string was modified in place (OBJECT ENCODING `raw`).
     pub fn is_raw(&self) -> bool {
         self.flags() & RAW != 0
+    }
+
+    /// The encoding OBJECT ENCODING reports, as Redis would have chosen it for this value.
+    pub fn encoding(&self) -> &'static str {
+        let flags = self.flags();
+        if flags & RAW != 0 {
+            "raw"
+        } else if flags & NOT_INT != 0 {
+            crate::num::created_string_encoding(self.str_value())
+        } else {
+            crate::num::string_encoding(self.str_value(), false)
+        }
+    }
+
+    /// Records that this value was stored without the integer-encoding attempt (INCRBYFLOAT).
+    pub fn mark_not_int_encoded(&mut self) {
+        // SAFETY: byte 0 always exists and we hold the entry mutably.
+        unsafe { *self.ptr.as_ptr() |= NOT_INT };
     }
 
     #[inline]
@@ -283,16 +319,13 @@ impl Entry {
         match (self.has_expire(), expire_at) {
             (true, Some(at)) => {
                 // SAFETY: HAS_EXPIRE: the 8 bytes at offset 4 are the expiry.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(at.to_le_bytes().as_ptr(), self.ptr.as_ptr().add(4), 8)
-                };
+                unsafe { std::ptr::copy_nonoverlapping(at.to_le_bytes().as_ptr(), self.ptr.as_ptr().add(4), 8) };
             }
             (false, None) => {}
             _ => {
                 let (key, value) = self.key_value();
                 let d = self.dims();
-                let rebuilt =
-                    Entry::build(self.kind(), key, value, d.val_cap, expire_at, self.access(), self.is_raw());
+                let rebuilt = Entry::build(self.kind(), key, value, d.val_cap, expire_at, self.access(), d.flags);
                 *self = rebuilt;
             }
         }
@@ -306,7 +339,7 @@ impl Entry {
             unsafe {
                 let dst = self.ptr.as_ptr().add(d.header_len() + d.key_len);
                 std::ptr::copy_nonoverlapping(value.as_ptr(), dst, value.len());
-                *self.ptr.as_ptr() &= !RAW;
+                *self.ptr.as_ptr() &= !ENCODING_FLAGS;
             }
             return;
         }
@@ -317,7 +350,7 @@ impl Entry {
             value.len(),
             self.expire_at(),
             self.access(),
-            false,
+            0,
         );
         *self = rebuilt;
     }
@@ -346,7 +379,11 @@ impl Entry {
         joined.extend_from_slice(self.str_value());
         joined.extend_from_slice(tail);
         // Small results stay narrow and exact; only values that outgrow the narrow form keep slack.
-        let cap = if new_len <= NARROW_MAX { new_len } else { grown_capacity(new_len) };
+        let cap = if new_len <= NARROW_MAX {
+            new_len
+        } else {
+            grown_capacity(new_len)
+        };
         let rebuilt = Entry::build(
             ValueKind::Str,
             self.key(),
@@ -354,7 +391,7 @@ impl Entry {
             cap,
             self.expire_at(),
             self.access(),
-            true,
+            RAW,
         );
         *self = rebuilt;
     }
@@ -367,14 +404,29 @@ impl Entry {
         v.extend_from_slice(old);
         v.resize(new_len, 0);
         v[offset..offset + data.len()].copy_from_slice(data);
-        let rebuilt =
-            Entry::build(ValueKind::Str, self.key(), &v, v.len(), self.expire_at(), self.access(), true);
+        let rebuilt = Entry::build(
+            ValueKind::Str,
+            self.key(),
+            &v,
+            v.len(),
+            self.expire_at(),
+            self.access(),
+            RAW,
+        );
         *self = rebuilt;
     }
 
     /// A copy of this entry under another key (RENAME, COPY, MOVE), keeping value, expiry and access data.
     pub fn clone_with_key(&self, key: &[u8]) -> Entry {
-        Entry::build(self.kind(), key, self.str_value(), self.str_value().len(), self.expire_at(), self.access(), self.is_raw())
+        Entry::build(
+            self.kind(),
+            key,
+            self.str_value(),
+            self.str_value().len(),
+            self.expire_at(),
+            self.access(),
+            self.flags(),
+        )
     }
 }
 

@@ -29,8 +29,13 @@ pub enum Victims {
     /// noeviction: writes fail with OOM instead.
     None,
     /// By score over all keys or only keys with a TTL.
-    Scored { volatile_only: bool, by_ttl: bool },
-    Random { volatile_only: bool },
+    Scored {
+        volatile_only: bool,
+        by_ttl: bool,
+    },
+    Random {
+        volatile_only: bool,
+    },
 }
 
 /// Why eviction could not get under the limit.
@@ -59,7 +64,9 @@ pub struct Evictor {
 pub fn time_limit(tenacity: u32) -> Option<Duration> {
     match tenacity {
         0..=10 => Some(Duration::from_micros(50 * tenacity.max(1) as u64)),
-        11..=99 => Some(Duration::from_micros((500.0 * 1.15f64.powi(tenacity as i32 - 10)) as u64)),
+        11..=99 => Some(Duration::from_micros(
+            (500.0 * 1.15f64.powi(tenacity as i32 - 10)) as u64,
+        )),
         _ => None,
     }
 }
@@ -117,13 +124,24 @@ impl Evictor {
                     let shard = rand::random::<u32>() as usize % SHARDS;
                     let g = db.lock_shard(shard);
                     let Some((local, pos)) = g.sample(rand::random(), volatile_only) else {
-                        any_keys |= if volatile_only { g.volatile_len() > 0 } else { !g.is_empty() };
+                        any_keys |= if volatile_only {
+                            g.volatile_len() > 0
+                        } else {
+                            !g.is_empty()
+                        };
                         continue;
                     };
                     any_keys = true;
                     let e = g.local_table(local).get(pos);
                     let score = now.eviction_score(e, by_ttl);
-                    insert_candidate(&mut pool, Candidate { score, db: dbi, key: e.key().to_vec() });
+                    insert_candidate(
+                        &mut pool,
+                        Candidate {
+                            score,
+                            db: dbi,
+                            key: e.key().to_vec(),
+                        },
+                    );
                 }
                 if !any_keys && db_has_victims(db, volatile_only) {
                     any_keys = true;
@@ -213,7 +231,9 @@ mod tests {
             let k = format!("k{i}");
             let key = Key::new(k.as_bytes());
             let at = Now::new(now.ms - idle_for(i), now.mode);
-            ks.db(0).lock(&key).insert(&key, Entry::new_str(k.as_bytes(), b"v", ttl(i), at.initial_access()));
+            ks.db(0)
+                .lock(&key)
+                .insert(&key, Entry::new_str(k.as_bytes(), b"v", ttl(i), at.initial_access()));
         }
     }
 
@@ -224,7 +244,10 @@ mod tests {
         // Keys 0..1000 idle for an hour, the rest just used.
         fill(&ks, 10_000, &now, |i| if i < 1000 { 3_600_000 } else { 0 }, |_| None);
         let ev = Evictor::new();
-        let victims = Victims::Scored { volatile_only: false, by_ttl: false };
+        let victims = Victims::Scored {
+            volatile_only: false,
+            by_ttl: false,
+        };
         let mut idle_evicted = 0;
         for _ in 0..500 {
             ev.evict(&ks, victims, 10, 1, &now, None).unwrap();
@@ -238,23 +261,38 @@ mod tests {
         }
         // 500 evictions sampling 10 keys each: random choice would take ~50 idle keys; the pool should take
         // most of its victims from the idle tenth.
-        assert!(idle_evicted > 350, "only {idle_evicted} of 500 evictions took idle keys");
+        assert!(
+            idle_evicted > 350,
+            "only {idle_evicted} of 500 evictions took idle keys"
+        );
     }
 
     #[test]
     fn volatile_policies_never_touch_persistent_keys() {
         let ks = Keyspace::new(1);
         let now = Now::new(10_000_000, AccessMode::Lru);
-        fill(&ks, 1000, &now, |_| 0, |i| (i % 10 == 0).then_some(now.ms + 1000 * i as i64));
+        fill(
+            &ks,
+            1000,
+            &now,
+            |_| 0,
+            |i| (i % 10 == 0).then_some(now.ms + 1000 * i as i64),
+        );
         let ev = Evictor::new();
         for v in [
-            Victims::Scored { volatile_only: true, by_ttl: true },
+            Victims::Scored {
+                volatile_only: true,
+                by_ttl: true,
+            },
             Victims::Random { volatile_only: true },
         ] {
             let _ = ev.evict(&ks, v, 5, 1, &now, None);
         }
         let mut rest = 0;
-        while ev.evict(&ks, Victims::Random { volatile_only: true }, 5, 1, &now, None).is_ok() {
+        while ev
+            .evict(&ks, Victims::Random { volatile_only: true }, 5, 1, &now, None)
+            .is_ok()
+        {
             rest += 1;
             assert!(rest <= 100);
         }
@@ -266,7 +304,10 @@ mod tests {
         let ks = Keyspace::new(1);
         let now = Now::new(0, AccessMode::Lru);
         fill(&ks, 10, &now, |_| 0, |_| None);
-        assert_eq!(Evictor::new().evict(&ks, Victims::None, 5, 1, &now, None), Err(EvictError::NothingToEvict));
+        assert_eq!(
+            Evictor::new().evict(&ks, Victims::None, 5, 1, &now, None),
+            Err(EvictError::NothingToEvict)
+        );
     }
 
     #[test]

@@ -103,6 +103,9 @@ fn sweep_step(db: &Db, shard: usize, now: &Now, max: usize) -> (usize, usize) {
     let mut expired = 0;
     let mut tables_seen = 0;
     let tables = g.tables().len();
+    if tables == 0 {
+        return (0, 0);
+    }
     while examined < max && tables_seen <= tables {
         let table = g.local_table(local);
         if table.volatile_len() == 0 || i >= table.capacity() {
@@ -143,9 +146,15 @@ mod tests {
             let k = format!("k{i}");
             let key = Key::new(k.as_bytes());
             let exp = if i % 2 == 0 { now.ms - 1 } else { now.ms + 60_000 };
-            ks.db(0).lock(&key).insert(&key, Entry::new_str(k.as_bytes(), b"v", Some(exp), 0));
+            ks.db(0)
+                .lock(&key)
+                .insert(&key, Entry::new_str(k.as_bytes(), b"v", Some(exp), 0));
         }
-        let budget = CycleBudget { keys_per_step: 20, acceptable_stale_perc: 10, time_limit: Duration::from_secs(5) };
+        let budget = CycleBudget {
+            keys_per_step: 20,
+            acceptable_stale_perc: 10,
+            time_limit: Duration::from_secs(5),
+        };
         let mut total = 0;
         for _ in 0..100 {
             total += run_cycle(&ks, &now, &budget).expired;
@@ -165,7 +174,9 @@ mod tests {
         for i in 0..1000 {
             let k = format!("k{i}");
             let key = Key::new(k.as_bytes());
-            ks.db(0).lock(&key).insert(&key, Entry::new_str(k.as_bytes(), b"v", None, 0));
+            ks.db(0)
+                .lock(&key)
+                .insert(&key, Entry::new_str(k.as_bytes(), b"v", None, 0));
         }
         let r = run_cycle(&ks, &now, &CycleBudget::new(1, 10));
         assert_eq!((r.examined, r.expired), (0, 0));

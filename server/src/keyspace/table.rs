@@ -110,7 +110,11 @@ fn layout_for(cap: usize) -> Layout {
 
 impl SlotTable {
     pub const fn new() -> SlotTable {
-        SlotTable { raw: None, len: 0, volatile: 0 }
+        SlotTable {
+            raw: None,
+            len: 0,
+            volatile: 0,
+        }
     }
 
     #[inline]
@@ -194,7 +198,9 @@ impl SlotTable {
         let layout = layout_for(cap);
         // SAFETY: non-zero size; zeroed memory is `None` entries and empty metas.
         let p = unsafe { alloc::alloc_zeroed(layout) } as *mut u64;
-        let Some(p) = NonNull::new(p) else { alloc::handle_alloc_error(layout) };
+        let Some(p) = NonNull::new(p) else {
+            alloc::handle_alloc_error(layout)
+        };
         // SAFETY: word 0 is ours.
         unsafe { *p.as_ptr() = cap as u64 };
         p
@@ -315,7 +321,9 @@ impl SlotTable {
                 // Take the richer resident's place and carry it on.
                 self.set_meta(cap, i, cur_meta | dist);
                 let displaced = self.slot_mut(i).replace(cur_entry);
-                let Some(displaced) = displaced else { unreachable_entry() };
+                let Some(displaced) = displaced else {
+                    unreachable_entry()
+                };
                 cur_entry = displaced;
                 cur_meta = m & !DISP_MASK;
                 dist = resident_dist;
@@ -339,7 +347,9 @@ impl SlotTable {
     pub fn remove(&mut self, pos: Pos) -> Entry {
         let cap = self.capacity();
         let m = self.meta(cap, pos.0);
-        let Some(removed) = self.slot_mut(pos.0).take() else { unreachable_entry() };
+        let Some(removed) = self.slot_mut(pos.0).take() else {
+            unreachable_entry()
+        };
         if m & VOLATILE != 0 {
             self.volatile -= 1;
         }
@@ -435,7 +445,10 @@ impl SlotTable {
     pub fn positions_from(&self, start: usize, volatile_only: bool) -> impl Iterator<Item = Pos> + '_ {
         let cap = self.capacity();
         let want = if volatile_only { OCCUPIED | VOLATILE } else { OCCUPIED };
-        (0..cap).map(move |k| (start + k) % cap.max(1)).filter(move |&i| self.meta(cap, i) & want == want).map(Pos)
+        (0..cap)
+            .map(move |k| (start + k) % cap.max(1))
+            .filter(move |&i| self.meta(cap, i) & want == want)
+            .map(Pos)
     }
 
     /// Whether bucket `i` holds a key with a TTL (the expiry sweep reads entries only where this is true).
@@ -514,6 +527,9 @@ impl Drop for SlotTable {
 
 impl std::fmt::Debug for SlotTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlotTable").field("len", &self.len).field("cap", &self.capacity()).finish()
+        f.debug_struct("SlotTable")
+            .field("len", &self.len)
+            .field("cap", &self.capacity())
+            .finish()
     }
 }
