@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use shoal_tests::{encode_command, info_field, RawConn, ShoalServer};
+use shoal_tests::{encode_command, info_field, ShoalServer};
 
 const KEYS: usize = 1_000_000;
 const BATCH: usize = 10_000;
