@@ -2,7 +2,7 @@
 //! runs against redis-server and shoal-server, both under `allkeys-lru` with maxmemory at about a tenth of the
 //! data. Shoal must keep used_memory under the limit and hit at least as often as Redis does.
 
-use shoal_tests::{encode_command, info_field, RawConn, RedisServer, ShoalServer, TestServer};
+use shoal_tests::{encode_command, info_field, RedisServer, ShoalServer, TestServer};
 
 const KEYS: usize = 100_000;
 const VALUE: usize = 800;
