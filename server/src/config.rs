@@ -1503,6 +1503,18 @@ impl Config {
         if !spec.multi_arg() && args.len() != 1 {
             return Err(bad("wrong number of arguments".to_owned()));
         }
+        // A multi-argument option given as one non-empty argument (`--save "900 1"`) is split by spaces, as
+        // redis-server 7 does; `--save ""` stays one empty argument.
+        let split_storage;
+        let split_refs: Vec<&[u8]>;
+        let args: &[&[u8]] = match args {
+            [one] if spec.multi_arg() && !one.is_empty() => {
+                split_storage = split_args(one).ok_or_else(|| bad("unbalanced quotes".to_owned()))?;
+                split_refs = split_storage.iter().map(|w| w.as_slice()).collect();
+                &split_refs
+            }
+            _ => args,
+        };
         // At startup `save` lines add up (`save 3600 1` then `save 300 100` keeps both) and
         // only `save ""` clears, as in redis-server; CONFIG SET replaces instead.
         let earlier_saves = (spec.name == "save").then(|| std::mem::take(&mut self.save));

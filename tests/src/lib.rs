@@ -96,6 +96,12 @@ impl ShoalServer {
     pub fn start(args: &[&str]) -> TestServer {
         TestServer::start("shoal-server", &shoal_server_bin(), &[], args)
     }
+
+    /// Starts `shoal-server FILE --bind ... ` followed by `args`: the config-file form.
+    pub fn start_with_config(file: &Path, args: &[&str]) -> TestServer {
+        let file = file.to_string_lossy().into_owned();
+        TestServer::start_with_leading("shoal-server", &shoal_server_bin(), &[file.as_str()], &[], args)
+    }
 }
 
 /// Starts the real `redis-server`.
@@ -118,6 +124,17 @@ impl TestServer {
     /// Starts `bin` on a free port and waits (at most [`STARTUP_TIMEOUT`]) until it answers PING. A start
     /// whose process exits early (a port taken in the meantime, say) is retried on another port, twice.
     pub fn start(name: &'static str, bin: &Path, fixed: &[&str], args: &[&str]) -> TestServer {
+        TestServer::start_with_leading(name, bin, &[], fixed, args)
+    }
+
+    /// Like [`TestServer::start`], with `leading` arguments before the generated ones (a config file path).
+    pub fn start_with_leading(
+        name: &'static str,
+        bin: &Path,
+        leading: &[&str],
+        fixed: &[&str],
+        args: &[&str],
+    ) -> TestServer {
         let mut last_log = String::new();
         for _attempt in 0..3 {
             let dir = tempfile::Builder::new()
@@ -128,7 +145,8 @@ impl TestServer {
             let log_path = dir.path().join("server.log");
             let log = File::create(&log_path).expect("create log file");
             let mut cmd = Command::new(bin);
-            cmd.arg("--bind")
+            cmd.args(leading)
+                .arg("--bind")
                 .arg("127.0.0.1")
                 .arg("--port")
                 .arg(port.to_string())
@@ -210,6 +228,20 @@ impl TestServer {
         }
         let start = s.len().saturating_sub(64 * 1024);
         String::from_utf8_lossy(&s[start..]).into_owned()
+    }
+
+    /// Waits at most `timeout` for the process to exit on its own; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Whether the process is still running.
