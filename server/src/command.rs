@@ -83,8 +83,6 @@ pub struct Command {
     pub parent: Option<usize>,
     /// The COMMAND INFO entry, listing only the subcommands Shoal implements.
     pub info: Frame,
-    /// The COMMAND DOCS value, likewise filtered.
-    pub docs: Option<Frame>,
     /// Where the keys are, as Redis 7 key specifications.
     pub key_specs: Vec<KeySpec>,
 }
@@ -252,6 +250,16 @@ static METADATA: &str = include_str!("commands.json");
 /// written by hand in the same format; subcommands are grafted onto their container.
 static EXTRA_METADATA: &str = include_str!("commands-extra.json");
 
+/// The captured metadata with the hand-written extras merged in.
+fn metadata() -> Result<serde_json::Value, String> {
+    let mut data: serde_json::Value =
+        serde_json::from_str(METADATA).map_err(|e| format!("commands.json is not valid JSON: {e}"))?;
+    let extra: serde_json::Value =
+        serde_json::from_str(EXTRA_METADATA).map_err(|e| format!("commands-extra.json is not valid JSON: {e}"))?;
+    merge_extra(&mut data, extra)?;
+    Ok(data)
+}
+
 /// Adds the hand-written entries of `extra` to the captured metadata.
 fn merge_extra(data: &mut serde_json::Value, extra: serde_json::Value) -> Result<(), String> {
     use serde_json::Value;
@@ -296,11 +304,7 @@ impl CommandTable {
     /// Builds the table from the captured metadata and the handlers the families register (names are lower
     /// case, `container|sub` for subcommands). Fails if a handler has no metadata.
     pub fn build(handlers: &[(&'static str, Handler)]) -> Result<CommandTable, String> {
-        let mut data: serde_json::Value =
-            serde_json::from_str(METADATA).map_err(|e| format!("commands.json is not valid JSON: {e}"))?;
-        let extra: serde_json::Value =
-            serde_json::from_str(EXTRA_METADATA).map_err(|e| format!("commands-extra.json is not valid JSON: {e}"))?;
-        merge_extra(&mut data, extra)?;
+        let data = metadata()?;
         let handler_of: HashMap<&str, Handler> = handlers.iter().copied().collect();
         let mut table = CommandTable {
             commands: Vec::new(),
@@ -311,7 +315,6 @@ impl CommandTable {
         for (name, meta) in obj {
             let info = meta.get("info").ok_or_else(|| format!("{name}: no info"))?;
             let info = json_to_frame(info);
-            let docs = meta.get("docs").filter(|d| !d.is_null()).map(json_to_frame);
             let own = handler_of.get(name.as_str()).copied();
             // Subcommands that have handlers.
             let sub_infos: Vec<Frame> = match &info {
@@ -338,7 +341,6 @@ impl CommandTable {
             }
             let kept: Vec<&str> = implemented_subs.iter().map(|(n, _)| n.as_str()).collect();
             cmd.info = filter_subcommands_in_info(&info, &kept);
-            cmd.docs = docs.map(|d| filter_subcommands_in_docs(&d, &kept));
             table.commands.push(cmd);
             table.top.insert(name.as_bytes().into(), id);
             for (full, sub_info) in implemented_subs {
@@ -400,6 +402,44 @@ impl CommandTable {
         lower.copy_from_slice(name);
         lower.make_ascii_lowercase();
         self.top.get(&*lower).copied()
+    }
+
+    /// COMMAND DOCS replies for the named commands (`container|sub` names too), in order, skipping unknown ones.
+    ///
+    /// Docs are decoded from the metadata on request rather than kept decoded: they are a few hundred
+    /// kilobytes that only COMMAND DOCS reads, and memory at startup counts against a small maxmemory.
+    pub fn docs_for(&self, names: &[String]) -> Vec<(String, Frame)> {
+        let Ok(data) = metadata() else { return Vec::new() };
+        let mut out = Vec::new();
+        for name in names {
+            let Some(cmd) = self.all().iter().find(|c| &c.name == name) else {
+                continue;
+            };
+            let (top, sub) = match name.split_once('|') {
+                Some((t, s)) => (t, Some(s)),
+                None => (name.as_str(), None),
+            };
+            let Some(docs) = data.get(top).and_then(|m| m.get("docs")).filter(|d| !d.is_null()) else {
+                continue;
+            };
+            let docs = json_to_frame(docs);
+            let frame = match sub {
+                None => {
+                    let kept: Vec<&str> = cmd
+                        .subcommands
+                        .values()
+                        .map(|&id| self.commands[id].name.as_str())
+                        .collect();
+                    filter_subcommands_in_docs(&docs, &kept)
+                }
+                Some(_) => match map_get(&docs, "subcommands").and_then(|subs| map_get(subs, name)) {
+                    Some(d) => d.clone(),
+                    None => continue,
+                },
+            };
+            out.push((cmd.name.clone(), frame));
+        }
+        out
     }
 
     /// A top-level command by name (any case).
@@ -478,7 +518,6 @@ fn command_from_info(
         subcommands: FastMap::default(),
         parent,
         info: info.clone(),
-        docs: None,
         key_specs: items.get(8).map(key_specs_from).unwrap_or_default(),
     })
 }

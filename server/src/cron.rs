@@ -124,7 +124,7 @@ fn run(srv: Arc<Server>) {
         let _ = srv.evict_if_needed(&srv.now());
         if Instant::now() >= next_sample {
             sampler.sample(&srv);
-            srv.memory.refresh();
+            srv.memory.sample();
             next_sample = Instant::now() + METRIC_PERIOD;
         }
         if Instant::now() >= next_client_check {

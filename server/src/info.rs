@@ -55,6 +55,8 @@ pub fn sections_for(args: &[&[u8]]) -> Vec<String> {
 /// Renders the requested sections.
 pub fn render(srv: &Server, sections: &[String]) -> String {
     // Read the allocator before this function allocates anything, so INFO does not count its own reply.
+    crate::alloc::flush_thread();
+    let used = srv.memory.sample();
     let mem = allocator_stats();
     let config = srv.config.read();
     let mut out = String::with_capacity(4096);
@@ -71,7 +73,7 @@ pub fn render(srv: &Server, sections: &[String]) -> String {
                 "Clients"
             }
             "memory" => {
-                memory(srv, &config, mem, &mut body);
+                memory(srv, &config, used, mem, &mut body);
                 "Memory"
             }
             "persistence" => {
@@ -200,8 +202,7 @@ fn clients(srv: &Server, config: &Config, b: &mut String) {
     let _ = writeln!(b, "clients_in_timeout_table:0");
 }
 
-fn memory(srv: &Server, config: &Config, a: AllocatorStats, b: &mut String) {
-    let used = a.allocated;
+fn memory(srv: &Server, config: &Config, used: u64, a: AllocatorStats, b: &mut String) {
     let rss = rss_bytes();
     let peak = srv.memory.peak().max(used);
     let total_system = system_memory();
@@ -248,7 +249,7 @@ fn memory(srv: &Server, config: &Config, a: AllocatorStats, b: &mut String) {
         "lazyfree_pending_objects:{}",
         srv.lazyfree_pending.load(Ordering::Relaxed)
     );
-    let _ = writeln!(b, "lazyfreed_objects:0");
+    let _ = writeln!(b, "lazyfreed_objects:{}", srv.lazyfreed.load(Ordering::Relaxed));
 }
 
 fn system_memory() -> u64 {

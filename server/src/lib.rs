@@ -4,6 +4,12 @@
 //! Request path: [`listener`] accepts, [`connection`] reads and parses, [`dispatch`] checks and routes through
 //! the [`command`] table to a handler in [`cmd`], which works on the [`keyspace`].
 
+/// jemalloc, counting what it hands out (see [`alloc`]); declared here so the binary, the tests and the
+/// benchmarks all measure memory the same way.
+#[global_allocator]
+static GLOBAL: alloc::CountingJemalloc = alloc::CountingJemalloc;
+
+pub mod alloc;
 pub mod client;
 pub mod clock;
 pub mod cmd;

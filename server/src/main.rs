@@ -1,9 +1,6 @@
 //! `shoal-server`: reads redis-server-style flags or a config file, then serves until SIGTERM, SIGINT or
 //! SHUTDOWN.
 
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match shoal_server::run::main(args) {

@@ -1,21 +1,17 @@
 //! Memory accounting from the allocator's own statistics.
 //!
-//! Shoal runs on jemalloc (as Redis does) and reports what jemalloc says: `used_memory` is `stats.allocated`
-//! (bytes in live allocations, by size class), `used_memory_rss` is the resident set from /proc. Reading
-//! jemalloc's totals requires advancing its stats epoch, which merges per-arena counters; that is cheap but not
-//! free, so [`MemoryMeter::used`] refreshes at most once per millisecond of command time and serves the cached
-//! figure in between. Eviction subtracts what it frees from the cached figure as it goes, so a burst of
-//! commands within one millisecond does not evict twice for the same overshoot.
+//! Shoal runs on jemalloc (as Redis does). `used_memory` is the running count of the size classes jemalloc
+//! handed out (see `alloc.rs`: one atomic load to read, so eviction can check it before every write);
+//! `allocator_*` are jemalloc's own totals, which need an epoch advance (about 5 µs) and are read only for INFO
+//! and the peak; `used_memory_rss` is the resident set from /proc.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tikv_jemalloc_ctl::{epoch, stats};
 
-/// Cached allocator totals.
+/// The peak of used memory, sampled by the cron thread and INFO.
 #[derive(Default)]
 pub struct MemoryMeter {
-    used: AtomicU64,
-    refreshed_at_ms: AtomicI64,
     peak: AtomicU64,
 }
 
@@ -31,39 +27,20 @@ pub struct AllocatorStats {
 
 impl MemoryMeter {
     pub fn new() -> MemoryMeter {
-        let m = MemoryMeter::default();
-        m.refresh();
-        m
+        MemoryMeter::default()
     }
 
-    /// Bytes allocated, at most a millisecond old (`now_ms` is the caller's command time).
+    /// Bytes allocated now.
     #[inline]
-    pub fn used(&self, now_ms: i64) -> u64 {
-        let last = self.refreshed_at_ms.load(Ordering::Relaxed);
-        if last != now_ms
-            && self
-                .refreshed_at_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            return self.refresh();
-        }
-        self.used.load(Ordering::Relaxed)
+    pub fn used(&self) -> u64 {
+        crate::alloc::used_bytes()
     }
 
-    /// Reads the allocator's totals now.
-    pub fn refresh(&self) -> u64 {
-        let allocated = allocator_stats().allocated;
-        self.used.store(allocated, Ordering::Relaxed);
-        self.peak.fetch_max(allocated, Ordering::Relaxed);
-        allocated
-    }
-
-    /// Lowers the cached figure by what eviction just freed.
-    pub fn note_freed(&self, bytes: u64) {
-        let _ = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(bytes)));
+    /// Records the current figure for the peak and returns it.
+    pub fn sample(&self) -> u64 {
+        let used = self.used();
+        self.peak.fetch_max(used, Ordering::Relaxed);
+        used
     }
 
     /// The highest `used_memory` seen (INFO `used_memory_peak`).
@@ -72,7 +49,7 @@ impl MemoryMeter {
     }
 
     pub fn reset_peak(&self) {
-        self.peak.store(self.used.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.peak.store(self.used(), Ordering::Relaxed);
     }
 }
 

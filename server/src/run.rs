@@ -73,6 +73,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .map(|a| a.port())
         .unwrap_or(config.port);
     let srv = Arc::new(Server::new(config, commands));
+    srv.start_lazyfree().context("starting the background freeing thread")?;
     srv.port.store(port as u32, std::sync::atomic::Ordering::Relaxed);
     let cron = cron::spawn(srv.clone()).context("starting the cron thread")?;
     for l in listeners {

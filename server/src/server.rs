@@ -117,10 +117,17 @@ impl Settings {
     }
 }
 
-/// Eviction frees down to `maxmemory - maxmemory/128` (bounded below and above), not just to the limit.
-const EVICTION_HEADROOM_DIVISOR: u64 = 128;
+/// Entries handed to the background freeing thread.
+struct LazyFreeJob {
+    #[allow(dead_code)] // held only to be dropped on the freeing thread
+    entries: Vec<Vec<crate::keyspace::Entry>>,
+    count: u64,
+}
+
+/// Eviction frees down to `maxmemory - maxmemory/1024` (bounded below and above), not just to the limit.
+const EVICTION_HEADROOM_DIVISOR: u64 = 1024;
 const MIN_EVICTION_HEADROOM: u64 = 16 * 1024;
-const MAX_EVICTION_HEADROOM: u64 = 4 * 1024 * 1024;
+const MAX_EVICTION_HEADROOM: u64 = 1024 * 1024;
 
 /// Used memory is over `maxmemory` and eviction cannot bring it down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +198,9 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
     /// Bytes handed to the background freeing thread and not yet freed (INFO lazyfree_pending_objects).
     pub lazyfree_pending: AtomicU64,
+    /// Entries the background thread has freed (INFO lazyfreed_objects).
+    pub lazyfreed: AtomicU64,
+    lazyfree: parking_lot::Mutex<Option<std::sync::mpsc::Sender<LazyFreeJob>>>,
     pub instantaneous: crate::cron::Instantaneous,
     cluster_enabled: bool,
 }
@@ -220,6 +230,8 @@ impl Server {
             run_id: random_hex(40),
             shutdown_tx,
             lazyfree_pending: AtomicU64::new(0),
+            lazyfreed: AtomicU64::new(0),
+            lazyfree: parking_lot::Mutex::new(None),
             instantaneous: Default::default(),
             cluster_enabled,
         }
@@ -257,12 +269,7 @@ impl Server {
         if max == 0 {
             return Ok(());
         }
-        let mut used = self.memory.used(now.ms);
-        // Within 1/16 of the limit the cached figure (up to a millisecond old) is not good enough: read the
-        // allocator again so that used memory does not creep over the limit between refreshes.
-        if used <= max && used > max - max / 16 {
-            used = self.memory.refresh();
-        }
+        let used = self.memory.used();
         if used <= max {
             return Ok(());
         }
@@ -276,24 +283,50 @@ impl Server {
             .evictor
             .evict(&self.keyspace, victims, samples, used - max + headroom, now, budget)
         {
-            Ok((freed, _)) => {
-                self.memory.note_freed(freed);
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(_) => Err(OutOfMemory),
         }
     }
 
     /// Frees entries in the background (FLUSHALL ASYNC, UNLINK of big values), so the caller's reply is not
-    /// delayed by freeing millions of allocations.
+    /// delayed by freeing millions of allocations. One long-lived thread does it, in order.
     pub fn free_in_background(&self, entries: Vec<Vec<crate::keyspace::Entry>>) {
-        let n: usize = entries.iter().map(|v| v.len()).sum();
+        let n: u64 = entries.iter().map(|v| v.len() as u64).sum();
         if n == 0 {
             return;
         }
-        let _ = std::thread::Builder::new()
+        self.lazyfree_pending.fetch_add(n, Ordering::Relaxed);
+        let job = LazyFreeJob { entries, count: n };
+        let sent = match self.lazyfree.lock().as_ref() {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        };
+        if let Err(job) = sent {
+            // No freeing thread (tests, shutdown): free here.
+            self.lazyfree_pending.fetch_sub(job.count, Ordering::Relaxed);
+            drop(job);
+        }
+    }
+
+    /// Starts the background freeing thread.
+    pub fn start_lazyfree(self: &std::sync::Arc<Self>) -> std::io::Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel::<LazyFreeJob>();
+        let srv = std::sync::Arc::downgrade(self);
+        std::thread::Builder::new()
             .name("shoal-lazyfree".into())
-            .spawn(move || drop(entries));
+            .spawn(move || {
+                for job in rx {
+                    let count = job.count;
+                    drop(job);
+                    crate::alloc::flush_thread();
+                    if let Some(srv) = srv.upgrade() {
+                        srv.lazyfree_pending.fetch_sub(count, Ordering::Relaxed);
+                        srv.lazyfreed.fetch_add(count, Ordering::Relaxed);
+                    }
+                }
+            })?;
+        *self.lazyfree.lock() = Some(tx);
+        Ok(())
     }
 }
 

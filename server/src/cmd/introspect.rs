@@ -51,26 +51,19 @@ fn lookup_full(ctx: &Ctx<'_>, name: &[u8]) -> Option<Frame> {
 }
 
 fn command_docs(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    let cmds: Vec<(String, Frame)> = if args.len() == 2 {
-        ctx.srv
-            .commands
-            .top_level()
-            .filter_map(|c| c.docs.clone().map(|d| (c.name.clone(), d)))
-            .collect()
+    let names: Vec<String> = if args.len() == 2 {
+        ctx.srv.commands.top_level().map(|c| c.name.clone()).collect()
     } else {
         args[2..]
             .iter()
-            .filter_map(|n| {
-                let n = String::from_utf8_lossy(n).to_ascii_lowercase();
-                let c = ctx.srv.commands.all().iter().find(|c| c.name == n)?;
-                c.docs.clone().map(|d| (c.name.clone(), d))
-            })
+            .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
             .collect()
     };
-    ctx.out.map(cmds.len());
-    for (name, docs) in cmds {
+    let docs = ctx.srv.commands.docs_for(&names);
+    ctx.out.map(docs.len());
+    for (name, frame) in docs {
         ctx.out.bulk(name.as_bytes());
-        ctx.out.frame(&docs);
+        ctx.out.frame(&frame);
     }
     Ok(())
 }

@@ -478,14 +478,13 @@ fn flush_async(ctx: &Ctx<'_>, args: &[&[u8]]) -> Result<bool, CmdError> {
     }
 }
 
-/// Frees what a flush took out: on a background thread, or here and now (then the memory figure the eviction
-/// check reads is refreshed at once, so the freed memory counts for the very next write).
+/// Frees what a flush took out: on the background freeing thread, or here and now.
 fn dispose(ctx: &Ctx<'_>, taken: Vec<Vec<Entry>>, background: bool) {
     if background {
         ctx.srv.free_in_background(taken);
     } else {
         drop(taken);
-        ctx.srv.memory.refresh();
+        crate::alloc::flush_thread();
     }
 }
 
