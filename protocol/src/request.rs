@@ -116,6 +116,11 @@ impl RequestParser {
             self.reset();
         }
         self.needed = 0;
+        if self.state == State::Start && buf.first() == Some(&b'*') {
+            if let Some(n) = self.parse_complete_multibulk(buf, limits) {
+                return Ok(Some(n));
+            }
+        }
         if self.state == State::Start {
             let Some(&first) = buf.first() else {
                 self.needed = 1;
@@ -160,6 +165,12 @@ impl RequestParser {
         }
     }
 
+    /// The argument spans of the request the last `Ok(Some(_))` returned, as offsets into that call's `buf`
+    /// (for a multibulk request; an inline request's spans refer to the parser's own scratch space).
+    pub fn spans(&self) -> &[(usize, usize)] {
+        &self.spans
+    }
+
     /// After `Ok(None)`: how many more bytes the current request needs at least (the rest of the bulk being
     /// read and its CRLF, or 1 while a line is incomplete), so the caller can reserve room once for a big
     /// value.
@@ -176,6 +187,40 @@ impl RequestParser {
         self.spans.clear();
         self.scratch.clear();
         self.inline = false;
+    }
+
+    /// The common case in one pass: a whole, well-formed multibulk request already in `buf`, with plain
+    /// decimal lengths each followed by CRLF. Anything else (incomplete, unusual, erroneous) returns `None`
+    /// having changed nothing that matters, and the general state machine takes over from the first byte;
+    /// so this path only ever accepts what the general one accepts, with the same spans.
+    #[inline]
+    fn parse_complete_multibulk(&mut self, buf: &[u8], limits: &RequestLimits) -> Option<usize> {
+        let (count, mut i) = small_decimal_line(buf, 1)?;
+        if count == 0 || count > FAST_MAX_ARGS || (count > UNAUTH_MAX_MULTIBULK as u64 && !limits.authenticated) {
+            return None;
+        }
+        if self.spans.capacity() > SPANS_KEEP_CAP {
+            self.spans = Vec::new();
+        }
+        self.spans.clear();
+        for _ in 0..count {
+            if buf.get(i) != Some(&b'$') {
+                return None;
+            }
+            let (len, start) = small_decimal_line(buf, i + 1)?;
+            if len as i64 > limits.max_bulk_len || (len > UNAUTH_MAX_BULK as u64 && !limits.authenticated) {
+                return None;
+            }
+            let end = start.checked_add(len as usize)?;
+            let next = end.checked_add(2)?;
+            if next > buf.len() {
+                return None;
+            }
+            self.spans.push((start, end));
+            i = next;
+        }
+        self.inline = false;
+        Some(i)
     }
 
     fn begin(&mut self, multibulk: bool) {
@@ -381,6 +426,33 @@ impl<'a> Request<'a> {
     pub fn is_inline(&self) -> bool {
         self.inline
     }
+}
+
+/// Most arguments the single-pass path takes; longer requests go through the general parser.
+const FAST_MAX_ARGS: u64 = 1024;
+
+/// A decimal number of at most 18 digits without a leading zero (or `0` alone) at `buf[at..]`, followed by
+/// CRLF: the number and the index after the LF. `None` for anything else.
+#[inline]
+fn small_decimal_line(buf: &[u8], at: usize) -> Option<(u64, usize)> {
+    let mut i = at;
+    let mut n: u64 = 0;
+    while let Some(&b) = buf.get(i) {
+        if b.is_ascii_digit() {
+            n = n * 10 + u64::from(b - b'0');
+            i += 1;
+            if i - at > 18 {
+                return None;
+            }
+        } else {
+            break;
+        }
+    }
+    let digits = i - at;
+    if digits == 0 || (digits > 1 && buf.get(at) == Some(&b'0')) {
+        return None;
+    }
+    (buf.get(i) == Some(&b'\r') && buf.get(i + 1) == Some(&b'\n')).then_some((n, i + 2))
 }
 
 /// C's `isspace` in the "C" locale, which Redis runs with for character classes.

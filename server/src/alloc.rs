@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use tikv_jemallocator::Jemalloc;
 
 /// A thread folds its running count into the global one once it moves this far either way.
-pub const FLUSH_BYTES: i64 = 16 * 1024;
+pub const FLUSH_BYTES: i64 = 4 * 1024;
 
 static USED: AtomicI64 = AtomicI64::new(0);
 

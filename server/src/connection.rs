@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use crate::client::{Action, Client, ClientHandle};
 use crate::command::flags;
 use crate::dispatch::dispatch;
+use crate::keyspace::{Key, PrefetchStage};
 use crate::server::Server;
 
 /// Initial read buffer; it grows for big requests and shrinks back when idle.
@@ -39,6 +40,7 @@ pub async fn serve(srv: Arc<Server>, mut stream: TcpStream, handle: Arc<ClientHa
     let mut out = ReplyWriter::new(shoal_protocol::Proto::Resp2);
     let mut rbuf = BytesMut::with_capacity(READ_BUF);
     let mut parser = RequestParser::new();
+    let mut batch = Batch::default();
     let stats = srv.stats.local();
     loop {
         let want = parser.bytes_needed().max(1);
@@ -68,7 +70,7 @@ pub async fn serve(srv: Arc<Server>, mut stream: TcpStream, handle: Arc<ClientHa
             );
             break;
         }
-        let close = run_batch(&srv, &mut client, &mut out, &mut rbuf, &mut parser, &stats).await;
+        let close = run_batch(&srv, &mut client, &mut out, &mut rbuf, &mut parser, &mut batch, &stats).await;
         if !out.is_empty() {
             stats.net_out(out.len() as u64);
             if stream.write_all(out.as_bytes()).await.is_err() {
@@ -133,71 +135,195 @@ fn read_once(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     }
 }
 
+/// Most requests parsed ahead of execution in one batch.
+const MAX_BATCH: usize = 128;
+/// How many requests ahead of execution each prefetch stage runs: far enough apart that one stage's memory
+/// load has arrived when the next stage reads it.
+const PREFETCH_HEADER_AHEAD: usize = 6;
+const PREFETCH_BUCKET_AHEAD: usize = 3;
+const PREFETCH_ENTRY_AHEAD: usize = 1;
+const KEY_RING: usize = 8;
+
+/// Requests parsed ahead of execution: argument spans as absolute offsets into the read buffer, and each
+/// request's range of spans. Kept per connection so a batch allocates nothing once warmed up.
+#[derive(Default)]
+pub struct Batch {
+    spans: Vec<(usize, usize)>,
+    requests: Vec<(usize, usize)>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.spans.clear();
+        self.requests.clear();
+    }
+
+    fn args<'a>(&self, buf: &'a [u8], i: usize, out: &mut SmallVec<[&'a [u8]; 8]>) {
+        out.clear();
+        if let Some(&(first, n)) = self.requests.get(i) {
+            for &(s, e) in self.spans.get(first..first + n).unwrap_or_default() {
+                out.push(buf.get(s..e).unwrap_or_default());
+            }
+        }
+    }
+}
+
 /// Runs every complete request in `rbuf`. Returns an action that ends the connection, if any.
+///
+/// Multibulk requests are parsed ahead into a [`Batch`] and then run in order; while request `k` runs, the
+/// keys of the next three are being prefetched (see `Db::prefetch`), so a pipeline's cache misses overlap.
+/// An inline request ends a batch (its arguments live in the parser's scratch space) and runs on its own.
 async fn run_batch(
     srv: &Server,
     client: &mut Client,
     out: &mut ReplyWriter,
     rbuf: &mut BytesMut,
     parser: &mut RequestParser,
+    batch: &mut Batch,
     stats: &crate::stats::ThreadStats,
 ) -> Option<Action> {
-    let mut start = 0usize;
+    let mut consumed = 0usize;
     let mut now = srv.now();
     let mut result = None;
-    loop {
-        let limits = RequestLimits {
-            max_bulk_len: srv.settings.proto_max_bulk_len.load(Ordering::Relaxed),
-            authenticated: client.authenticated,
-        };
-        let n = match parser.parse(&rbuf[start..], &limits) {
-            Ok(Some(n)) => n,
-            Ok(None) => break,
-            Err(e) => {
-                // The offending byte goes back raw, as Redis sends it, not re-encoded as UTF-8.
-                let mut msg = b"ERR ".to_vec();
-                msg.extend_from_slice(&e.reply_bytes());
-                out.error(&msg);
-                stats.error("ERR");
-                tracing::debug!(client = client.id(), "protocol error: {e}");
-                start = rbuf.len();
-                parser.reset();
-                result = Some(Action::Close);
-                break;
+    'outer: loop {
+        batch.clear();
+        let mut inline_request: Option<usize> = None;
+        let mut protocol_error = None;
+        let mut pos = consumed;
+        while batch.requests.len() < MAX_BATCH {
+            let limits = RequestLimits {
+                max_bulk_len: srv.settings.proto_max_bulk_len.load(Ordering::Relaxed),
+                authenticated: client.authenticated,
+            };
+            match parser.parse(&rbuf[pos..], &limits) {
+                Ok(Some(n)) => {
+                    let req = parser.request(&rbuf[pos..]);
+                    if req.is_inline() {
+                        if !req.is_empty() {
+                            inline_request = Some(n);
+                        } else {
+                            pos += n;
+                            continue;
+                        }
+                        break;
+                    }
+                    if !req.is_empty() {
+                        let first = batch.spans.len();
+                        batch
+                            .spans
+                            .extend(parser.spans().iter().map(|&(s, e)| (s + pos, e + pos)));
+                        batch.requests.push((first, req.len()));
+                    }
+                    pos += n;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    protocol_error = Some(e);
+                    break;
+                }
             }
-        };
-        let req = parser.request(&rbuf[start..]);
-        if req.is_empty() {
-            start += n;
-            continue;
         }
-        let args: SmallVec<[&[u8]; 8]> = req.iter().collect();
-        // CLIENT PAUSE and DEBUG SLEEP hold commands back; wait outside the parse borrow, then re-parse.
-        if let Some(until) = paused_until(srv, &args, now.ms) {
-            drop(args);
-            parser.reset();
-            wait_unpaused(srv, until).await;
-            now = srv.now();
-            continue;
-        }
-        start += n;
-        out.set_proto(client.proto);
-        dispatch(srv, client, out, &args, &now, stats);
-        match client.action.take() {
-            None => {}
-            Some(Action::Sleep(d)) => {
-                drop(args);
-                tokio::time::sleep(d).await;
+        let batch_end = pos;
+        let buf: &[u8] = &rbuf[..];
+        let n = batch.requests.len();
+        let mut args: SmallVec<[&[u8]; 8]> = SmallVec::new();
+        let mut keys: [Option<Key<'_>>; KEY_RING] = [None; KEY_RING];
+        let pipelined = n >= 2;
+        let lead = if pipelined { PREFETCH_HEADER_AHEAD } else { 0 };
+        for step in 0..n + lead {
+            if pipelined {
+                // Request `step` gets its header prefetched, `step - (HEADER - BUCKET)` its bucket, and so on;
+                // request `step - HEADER` runs.
+                let db = srv.keyspace.db(client.db);
+                if step < n {
+                    batch.args(buf, step, &mut args);
+                    keys[step % KEY_RING] = args.get(1).map(|k| Key::new(k));
+                    if let Some(k) = &keys[step % KEY_RING] {
+                        db.prefetch(k, PrefetchStage::Header);
+                    }
+                }
+                let at = |ahead: usize| step.checked_sub(PREFETCH_HEADER_AHEAD - ahead).filter(|&r| r < n);
+                if let Some(r) = at(PREFETCH_BUCKET_AHEAD) {
+                    if let Some(k) = &keys[r % KEY_RING] {
+                        db.prefetch(k, PrefetchStage::Bucket);
+                    }
+                }
+                if let Some(r) = at(PREFETCH_ENTRY_AHEAD) {
+                    if let Some(k) = &keys[r % KEY_RING] {
+                        db.prefetch(k, PrefetchStage::Entry);
+                    }
+                }
+                if step < lead {
+                    continue;
+                }
+            }
+            let k = step - lead;
+            batch.args(buf, k, &mut args);
+            if let Some(until) = paused_until(srv, &args, now.ms) {
+                wait_unpaused(srv, until).await;
                 now = srv.now();
             }
-            Some(a) => {
-                result = Some(a);
-                start = rbuf.len();
-                break;
+            out.set_proto(client.proto);
+            dispatch(srv, client, out, &args, &now, stats);
+            match client.action.take() {
+                None => {}
+                Some(Action::Sleep(d)) => {
+                    tokio::time::sleep(d).await;
+                    now = srv.now();
+                }
+                Some(a) => {
+                    // Requests after QUIT, SHUTDOWN or a self-kill are not run, as in Redis.
+                    result = Some(a);
+                    consumed = rbuf.len();
+                    parser.reset();
+                    break 'outer;
+                }
             }
         }
+        consumed = batch_end;
+        if let Some(e) = protocol_error {
+            // The offending byte goes back raw, as Redis sends it, not re-encoded as UTF-8.
+            let mut msg = b"ERR ".to_vec();
+            msg.extend_from_slice(&e.reply_bytes());
+            out.error(&msg);
+            stats.error("ERR");
+            tracing::debug!(client = client.id(), "protocol error: {e}");
+            consumed = rbuf.len();
+            parser.reset();
+            result = Some(Action::Close);
+            break;
+        }
+        if let Some(len) = inline_request {
+            let req = parser.request(&rbuf[consumed..]);
+            let inline_args: SmallVec<[&[u8]; 8]> = req.iter().collect();
+            if let Some(until) = paused_until(srv, &inline_args, now.ms) {
+                wait_unpaused(srv, until).await;
+                now = srv.now();
+            }
+            out.set_proto(client.proto);
+            dispatch(srv, client, out, &inline_args, &now, stats);
+            drop(inline_args);
+            consumed += len;
+            match client.action.take() {
+                None => {}
+                Some(Action::Sleep(d)) => {
+                    tokio::time::sleep(d).await;
+                    now = srv.now();
+                }
+                Some(a) => {
+                    result = Some(a);
+                    consumed = rbuf.len();
+                    parser.reset();
+                    break;
+                }
+            }
+            continue;
+        }
+        if n < MAX_BATCH {
+            break;
+        }
     }
-    rbuf.advance(start.min(rbuf.len()));
+    rbuf.advance(consumed.min(rbuf.len()));
     result
 }
 

@@ -124,7 +124,7 @@ struct LazyFreeJob {
     count: u64,
 }
 
-/// Eviction frees down to `maxmemory - maxmemory/1024` (bounded below and above), not just to the limit.
+/// Eviction keeps used memory under `maxmemory - maxmemory/1024` (the headroom bounded below and above).
 const EVICTION_HEADROOM_DIVISOR: u64 = 1024;
 const MIN_EVICTION_HEADROOM: u64 = 16 * 1024;
 const MAX_EVICTION_HEADROOM: u64 = 1024 * 1024;
@@ -269,22 +269,34 @@ impl Server {
         if max == 0 {
             return Ok(());
         }
-        let used = self.memory.used();
-        if used <= max {
+        // Commands run on several threads at once, and each thread folds its allocations into the shared count
+        // only every FLUSH_BYTES; so eviction keeps used memory a little under the limit (the headroom), and
+        // what other threads add meanwhile never carries it over. Refusing writes (noeviction) still waits
+        // for the limit itself, as in Redis.
+        let headroom = (max / EVICTION_HEADROOM_DIVISOR).clamp(MIN_EVICTION_HEADROOM, MAX_EVICTION_HEADROOM);
+        let low_water = max.saturating_sub(headroom);
+        let mut used = self.memory.used();
+        if used > low_water {
+            crate::alloc::flush_thread();
+            used = self.memory.used();
+        }
+        if used <= low_water {
             return Ok(());
         }
         let victims = self.settings.victims();
         let samples = self.settings.samples.load(Ordering::Relaxed) as usize;
         let budget = evict::time_limit(self.settings.tenacity.load(Ordering::Relaxed));
-        // Free a little past the limit: commands run on several threads at once, so memory another thread
-        // allocates while this one checks must not be enough to push used_memory back over the line.
-        let headroom = (max / EVICTION_HEADROOM_DIVISOR).clamp(MIN_EVICTION_HEADROOM, MAX_EVICTION_HEADROOM);
-        match self
-            .evictor
-            .evict(&self.keyspace, victims, samples, used - max + headroom, now, budget)
-        {
-            Ok(_) => Ok(()),
-            Err(_) => Err(OutOfMemory),
+        let evicted = match victims {
+            Victims::None => false,
+            _ => self
+                .evictor
+                .evict(&self.keyspace, victims, samples, used - low_water, now, budget)
+                .is_ok(),
+        };
+        if evicted || used <= max {
+            Ok(())
+        } else {
+            Err(OutOfMemory)
         }
     }
 

@@ -51,6 +51,14 @@ impl<'a> Key<'a> {
     }
 }
 
+/// The stages of [`Db::prefetch`], in the order they are run for one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefetchStage {
+    Header,
+    Bucket,
+    Entry,
+}
+
 /// Keyspace event counters kept per shard (INFO stats).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ShardStats {
@@ -375,6 +383,25 @@ impl Db {
         idx.dedup();
         ShardSet {
             guards: idx.into_iter().map(|i| (i, self.shards[i].0.lock())).collect(),
+        }
+    }
+
+    /// Prefetching for pipelined commands, in three stages run a few commands ahead of execution so the cache
+    /// misses of many lookups overlap instead of queueing: the slot table header, then the bucket group where
+    /// the probe starts, then the entry it will compare first. Each stage only tries the shard lock; a busy
+    /// shard just skips the hint.
+    pub fn prefetch(&self, key: &Key, stage: PrefetchStage) {
+        let Some(g) = self.shards[key.shard()].0.try_lock() else {
+            return;
+        };
+        match stage {
+            PrefetchStage::Header => {
+                if let Some(t) = g.slots.get(key.local()) {
+                    super::table::prefetch_read(t as *const SlotTable);
+                }
+            }
+            PrefetchStage::Bucket => g.table(key).prefetch(key.hash),
+            PrefetchStage::Entry => g.table(key).prefetch_entry(key.hash),
         }
     }
 

@@ -169,6 +169,12 @@ impl Entry {
         Entry { ptr }
     }
 
+    /// Hints the CPU to load this entry's first cache line.
+    #[inline]
+    pub fn prefetch(&self) {
+        super::table::prefetch_read(self.ptr.as_ptr());
+    }
+
     #[inline]
     fn flags(&self) -> u8 {
         // SAFETY: byte 0 always exists.

@@ -20,7 +20,7 @@ use std::hash::BuildHasher;
 use std::sync::LazyLock;
 
 pub use access::{AccessMode, Now};
-pub use db::{Db, Key, Keyspace, Shard, ShardStats};
+pub use db::{Db, Key, Keyspace, PrefetchStage, Shard, ShardStats};
 pub use entry::{Entry, ValueKind};
 pub use evict::Evictor;
 pub use table::{Hash, Pos, SlotTable};

@@ -7,11 +7,15 @@
 //! * SCAN can resume from a position in hash space (`h >> 32`) rather than a bucket index. That position means
 //!   the same thing at every capacity, so a key present for the whole scan is returned even if the table grows
 //!   or shrinks between calls.
-//! * capacity need not be a power of two: it grows by 1.5x (4, 6, 8, 12, 16, 24, ...) with a 0.9 load
+//! * capacity need not be a power of two: it grows by 1.5x (4, 8, 12, 16, 24, 32, ...) with a 0.9 load
 //!   limit, so tables sit between 60% and 90% full instead of 45-90%, and the tables of all slots, which fill
 //!   at the same rate, do not all sit just past a doubling at once.
 //!
-//! Layout, one allocation: `[cap: u64][cap x Option<Entry>][cap x u16 meta]`. The meta word is
+//! Layout, one allocation of groups of four buckets: `[4 x u16 meta][4 x Option<Entry>]`, 40 bytes a group, so
+//! a bucket's meta word and its entry pointer sit on the same cache line (a lookup of a key in a large
+//! keyspace is a chain of cache misses: slot header, bucket, entry; keeping meta and pointer together saves
+//! one), while probing still scans metas without touching entries. The capacity lives in the table header for
+//! the same reason. The meta word is
 //! `OCCUPIED | VOLATILE | tag(7) | displacement(7)`: probing compares tags without touching entries, the
 //! displacement gives each resident's home for Robin Hood without rehashing its key, and VOLATILE lets the
 //! active expiry sweep find keys with a TTL without reading entries that have none. Empty tables own no memory.
@@ -28,7 +32,10 @@ const TAG_MASK: u16 = 0x7F << TAG_SHIFT;
 const DISP_MASK: u16 = 0x7F;
 /// Displacement is 7 bits; a probe sequence that would reach this forces a resize instead.
 const MAX_DISP: usize = DISP_MASK as usize;
-const MIN_CAP: usize = 4;
+/// Buckets per group: four 2-byte metas, then four 8-byte entry pointers.
+const GROUP: usize = 4;
+const GROUP_BYTES: usize = GROUP * 2 + GROUP * 8;
+const MIN_CAP: usize = GROUP;
 /// Grow past 90% full; Robin Hood keeps probe lengths short at that load.
 const MAX_LOAD_NUM: usize = 9;
 const MAX_LOAD_DEN: usize = 10;
@@ -63,6 +70,9 @@ fn first_pos_of_home(home: usize, cap: usize) -> u64 {
 fn next_cap(cap: usize) -> usize {
     if cap < MIN_CAP {
         MIN_CAP
+    } else if cap == MIN_CAP {
+        // 4 -> 8, so every capacity stays a whole number of groups.
+        2 * MIN_CAP
     } else if cap.is_power_of_two() {
         cap + cap / 2
     } else {
@@ -85,8 +95,9 @@ fn cap_for(len: usize) -> usize {
 pub struct Pos(pub(crate) usize);
 
 pub struct SlotTable {
-    raw: Option<NonNull<u64>>,
+    raw: Option<NonNull<u8>>,
     len: u32,
+    cap: u32,
     volatile: u32,
 }
 
@@ -101,7 +112,7 @@ impl Default for SlotTable {
 }
 
 fn layout_for(cap: usize) -> Layout {
-    let bytes = 8 + cap * 8 + cap * 2;
+    let bytes = cap / GROUP * GROUP_BYTES;
     match Layout::from_size_align(bytes, 8) {
         Ok(l) => l,
         Err(_) => alloc::handle_alloc_error(Layout::new::<u64>()),
@@ -113,6 +124,7 @@ impl SlotTable {
         SlotTable {
             raw: None,
             len: 0,
+            cap: 0,
             volatile: 0,
         }
     }
@@ -135,11 +147,7 @@ impl SlotTable {
 
     #[inline]
     pub fn capacity(&self) -> usize {
-        match self.raw {
-            // SAFETY: word 0 of the allocation is the capacity.
-            Some(p) => unsafe { *p.as_ptr() as usize },
-            None => 0,
-        }
+        self.cap as usize
     }
 
     /// Bytes of bucket memory, for MEMORY USAGE and tests.
@@ -150,20 +158,24 @@ impl SlotTable {
         }
     }
 
+    /// Address of bucket `i`'s meta word. Callers pass `i < cap` of an allocated table.
     #[inline]
-    fn entries_ptr(&self) -> *mut Option<Entry> {
+    fn meta_ptr(&self, i: usize) -> *mut u16 {
         match self.raw {
-            // SAFETY: entries start right after the capacity word.
-            Some(p) => unsafe { p.as_ptr().add(1) as *mut Option<Entry> },
+            // SAFETY: group i/4 lies inside the allocation when i < cap.
+            Some(p) => unsafe { p.as_ptr().add(i / GROUP * GROUP_BYTES + i % GROUP * 2) as *mut u16 },
             None => std::ptr::null_mut(),
         }
     }
 
+    /// Address of bucket `i`'s entry pointer (8-byte aligned: groups are 40 bytes, pointers start at 8).
     #[inline]
-    fn metas_ptr(&self, cap: usize) -> *mut u16 {
+    fn slot_ptr(&self, i: usize) -> *mut Option<Entry> {
         match self.raw {
-            // SAFETY: metas follow the `cap` entry words.
-            Some(p) => unsafe { (p.as_ptr().add(1 + cap)) as *mut u16 },
+            // SAFETY: as for `meta_ptr`.
+            Some(p) => unsafe {
+                p.as_ptr().add(i / GROUP * GROUP_BYTES + GROUP * 2 + i % GROUP * 8) as *mut Option<Entry>
+            },
             None => std::ptr::null_mut(),
         }
     }
@@ -171,38 +183,76 @@ impl SlotTable {
     #[inline]
     fn meta(&self, cap: usize, i: usize) -> u16 {
         debug_assert!(i < cap);
-        // SAFETY: i < cap, inside the meta array.
-        unsafe { *self.metas_ptr(cap).add(i) }
+        // SAFETY: i < cap, inside the allocation.
+        unsafe { *self.meta_ptr(i) }
     }
 
     #[inline]
     fn set_meta(&mut self, cap: usize, i: usize, m: u16) {
         debug_assert!(i < cap);
         // SAFETY: i < cap.
-        unsafe { *self.metas_ptr(cap).add(i) = m }
+        unsafe { *self.meta_ptr(i) = m }
     }
 
     #[inline]
     fn slot_ref(&self, i: usize) -> &Option<Entry> {
         // SAFETY: callers pass i < cap.
-        unsafe { &*self.entries_ptr().add(i) }
+        unsafe { &*self.slot_ptr(i) }
     }
 
     #[inline]
     fn slot_mut(&mut self, i: usize) -> &mut Option<Entry> {
         // SAFETY: callers pass i < cap.
-        unsafe { &mut *self.entries_ptr().add(i) }
+        unsafe { &mut *self.slot_ptr(i) }
     }
 
-    fn allocate(cap: usize) -> NonNull<u64> {
+    /// Hints the CPU to fetch the bucket group where `h`'s probe starts (pipelined commands look their keys up
+    /// ahead of running them).
+    #[inline]
+    pub fn prefetch(&self, h: Hash) {
+        if let Some(p) = self.raw {
+            let home = home_of_pos(hash_pos(h), self.cap as usize);
+            // SAFETY: only computes an address inside the allocation; prefetching never faults.
+            let addr = unsafe { p.as_ptr().add(home / GROUP * GROUP_BYTES) };
+            prefetch_read(addr);
+        }
+    }
+
+    /// Hints the CPU to fetch the entry `key`'s probe would compare first (the bucket group should be in cache
+    /// already, from [`SlotTable::prefetch`]).
+    #[inline]
+    pub fn prefetch_entry(&self, h: Hash) {
+        let cap = self.cap as usize;
+        if cap == 0 || self.len == 0 {
+            return;
+        }
+        let tag = tag_of(h);
+        let mut i = home_of_pos(hash_pos(h), cap);
+        for dist in 0..4u16 {
+            let m = self.meta(cap, i);
+            if m & OCCUPIED == 0 || (m & DISP_MASK) < dist {
+                return;
+            }
+            if m & TAG_MASK == tag {
+                if let Some(e) = self.slot_ref(i) {
+                    e.prefetch();
+                }
+                return;
+            }
+            i += 1;
+            if i == cap {
+                i = 0;
+            }
+        }
+    }
+
+    fn allocate(cap: usize) -> NonNull<u8> {
         let layout = layout_for(cap);
         // SAFETY: non-zero size; zeroed memory is `None` entries and empty metas.
-        let p = unsafe { alloc::alloc_zeroed(layout) } as *mut u64;
+        let p = unsafe { alloc::alloc_zeroed(layout) };
         let Some(p) = NonNull::new(p) else {
             alloc::handle_alloc_error(layout)
         };
-        // SAFETY: word 0 is ours.
-        unsafe { *p.as_ptr() = cap as u64 };
         p
     }
 
@@ -380,11 +430,11 @@ impl SlotTable {
 
     fn release(&mut self) {
         if let Some(p) = self.raw.take() {
-            // SAFETY: reading the capacity word of our own allocation before freeing it with the same layout.
-            let cap = unsafe { *p.as_ptr() } as usize;
-            // Entries were all taken or are dropped by the caller (`clear`).
-            unsafe { alloc::dealloc(p.as_ptr() as *mut u8, layout_for(cap)) };
+            // SAFETY: our own allocation, freed with the layout it was made with; entries were all taken or
+            // dropped by the caller (`clear`).
+            unsafe { alloc::dealloc(p.as_ptr(), layout_for(self.cap as usize)) };
         }
+        self.cap = 0;
     }
 
     fn resize(&mut self, new_cap: usize) {
@@ -393,6 +443,7 @@ impl SlotTable {
         // Placement can only fail on a displacement overflow, which a larger table cures.
         'rebuild: loop {
             self.raw = Some(SlotTable::allocate(cap));
+            self.cap = cap as u32;
             while let Some(e) = entries.pop() {
                 let h = super::hash_key(e.key());
                 if let Err(carried) = self.try_place(e, h) {
@@ -511,6 +562,18 @@ impl SlotTable {
         }
         None
     }
+}
+
+/// Asks the CPU to start loading the cache line at `addr`.
+#[inline(always)]
+pub fn prefetch_read<T>(addr: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint; it never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(addr as *const i8, core::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 #[cold]
