@@ -32,6 +32,9 @@ const TAG_MASK: u16 = 0x7F << TAG_SHIFT;
 const DISP_MASK: u16 = 0x7F;
 /// Displacement is 7 bits; a probe sequence that would reach this forces a resize instead.
 const MAX_DISP: usize = DISP_MASK as usize;
+/// How far ahead a resize prefetches the entries it is about to rehash.
+const RESIZE_PREFETCH_AHEAD: usize = 8;
+
 /// Buckets per group: four 2-byte metas, then four 8-byte entry pointers.
 const GROUP: usize = 4;
 const GROUP_BYTES: usize = GROUP * 2 + GROUP * 8;
@@ -445,6 +448,10 @@ impl SlotTable {
             self.raw = Some(SlotTable::allocate(cap));
             self.cap = cap as u32;
             while let Some(e) = entries.pop() {
+                // Rehashing reads every key: have the entries a few places on loaded by the time we get there.
+                if let Some(ahead) = entries.len().checked_sub(RESIZE_PREFETCH_AHEAD).and_then(|i| entries.get(i)) {
+                    ahead.prefetch();
+                }
                 let h = super::hash_key(e.key());
                 if let Err(carried) = self.try_place(e, h) {
                     entries.push(carried);
