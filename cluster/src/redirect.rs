@@ -17,6 +17,8 @@ pub enum Redirect {
     TryAgain,
     /// The cluster as a whole is not serving (`cluster_state:fail`).
     ClusterDown,
+    /// The cluster is down and `cluster-allow-reads-when-down` lets only reads through.
+    ClusterDownReadOnly,
     /// This slot has no node serving it.
     SlotUnserved,
 }
@@ -30,6 +32,7 @@ impl Redirect {
             Redirect::CrossSlot => "CROSSSLOT Keys in request don't hash to the same slot".into(),
             Redirect::TryAgain => "TRYAGAIN Multiple keys request during rehashing of slot".into(),
             Redirect::ClusterDown => "CLUSTERDOWN The cluster is down".into(),
+            Redirect::ClusterDownReadOnly => "CLUSTERDOWN The cluster is down and only accepts read commands".into(),
             Redirect::SlotUnserved => "CLUSTERDOWN Hash slot not served".into(),
         }
     }
@@ -52,6 +55,7 @@ impl Redirect {
             "CROSSSLOT" => Some(Redirect::CrossSlot),
             "TRYAGAIN" => Some(Redirect::TryAgain),
             "CLUSTERDOWN" if text.contains("Hash slot not served") => Some(Redirect::SlotUnserved),
+            "CLUSTERDOWN" if text.contains("only accepts read commands") => Some(Redirect::ClusterDownReadOnly),
             "CLUSTERDOWN" => Some(Redirect::ClusterDown),
             _ => None,
         }
@@ -81,6 +85,7 @@ mod tests {
             Redirect::CrossSlot,
             Redirect::TryAgain,
             Redirect::ClusterDown,
+            Redirect::ClusterDownReadOnly,
             Redirect::SlotUnserved,
         ];
         for r in all {

@@ -243,6 +243,7 @@ pub enum LookupError {
 pub struct CommandTable {
     commands: Vec<Command>,
     top: FastMap<Box<[u8]>, usize>,
+    asking: usize,
 }
 
 static METADATA: &str = include_str!("commands.json");
@@ -309,6 +310,7 @@ impl CommandTable {
         let mut table = CommandTable {
             commands: Vec::new(),
             top: FastMap::default(),
+            asking: usize::MAX,
         };
         let mut bound = 0usize;
         let obj = data.as_object().ok_or("commands.json: top level is not an object")?;
@@ -355,6 +357,7 @@ impl CommandTable {
                     .insert(short.into_bytes().into_boxed_slice(), sid);
             }
         }
+        table.asking = table.top.get(b"asking".as_slice()).copied().unwrap_or(usize::MAX);
         if bound != handlers.len() {
             let known: std::collections::HashSet<&str> = table.commands.iter().map(|c| c.name.as_str()).collect();
             let missing: Vec<&str> = handlers
@@ -440,6 +443,12 @@ impl CommandTable {
             out.push((cmd.name.clone(), frame));
         }
         out
+    }
+
+    /// The id of ASKING (or `usize::MAX` without cluster commands), which the gate must not reset itself after.
+    #[inline]
+    pub fn asking_id(&self) -> usize {
+        self.asking
     }
 
     /// A top-level command by name (any case).

@@ -8,7 +8,8 @@ use crate::client::{Client, ReplyMode};
 use crate::cmd::Ctx;
 use crate::command::{flags, Command, LookupError};
 use crate::error::{self, truncate_lossy, CmdError};
-use crate::keyspace::Now;
+use crate::keyspace::{Key, Now};
+use crate::routing::RouteQuery;
 use crate::server::Server;
 use crate::stats::ThreadStats;
 
@@ -68,6 +69,10 @@ pub fn dispatch(
         handler(&mut ctx, args)
     };
     stats.call(cmd.id, started.elapsed_us());
+    // ASKING covers exactly one command: the next one (Redis resets the flag in resetClient).
+    if cmd.id != srv.commands.asking_id() {
+        client.asking = false;
+    }
     if let Err(err) = result {
         stats.failed(cmd.id);
         stats.error(&err.code());
@@ -88,6 +93,9 @@ fn admit(srv: &Server, client: &Client, cmd: &Command, args: &[&[u8]], now: &Now
     {
         return Err(CmdError::Static(error::NOAUTH));
     }
+    if srv.cluster_enabled() && !cmd.key_specs.is_empty() {
+        route(srv, client, cmd, args, now)?;
+    }
     if srv.settings.maxmemory.load(std::sync::atomic::Ordering::Relaxed) > 0 {
         let out_of_memory = srv.evict_if_needed(now).is_err();
         if out_of_memory && cmd.has(flags::DENYOOM) {
@@ -95,6 +103,36 @@ fn admit(srv: &Server, client: &Client, cmd: &Command, args: &[&[u8]], now: &Now
         }
     }
     Ok(())
+}
+
+/// Cluster mode: the command's keys must all be in one slot this node serves (Redis's getNodeByQuery).
+fn route(srv: &Server, client: &Client, cmd: &Command, args: &[&[u8]], now: &Now) -> Result<(), CmdError> {
+    // Arguments that contradict the key specs route nowhere; the command reports its own syntax error.
+    let Ok(positions) = cmd.keys(args) else { return Ok(()) };
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let keys: smallvec::SmallVec<[&[u8]; 4]> = positions.iter().map(|k| args[k.index]).collect();
+    let query = RouteQuery {
+        keys: &keys,
+        is_write: cmd.has(flags::WRITE),
+        asking: client.asking,
+        readonly: client.readonly,
+        allow_reads_when_down: srv
+            .settings
+            .cluster_allow_reads_when_down
+            .load(std::sync::atomic::Ordering::Relaxed),
+    };
+    // Cluster mode has one database.
+    let db = srv.keyspace.db(0);
+    let exists = |k: &[u8]| {
+        let key = Key::new(k);
+        db.lock(&key).find(&key, now).is_some()
+    };
+    match srv.routing.route(&query, exists) {
+        Ok(_) => Ok(()),
+        Err(redirect) => Err(CmdError::Owned(redirect.error_text())),
+    }
 }
 
 fn lookup_error(e: LookupError, args: &[&[u8]]) -> CmdError {

@@ -25,6 +25,7 @@ pub mod keyspace;
 pub mod listener;
 pub mod memory;
 pub mod num;
+pub mod routing;
 pub mod run;
 pub mod server;
 pub mod stats;

@@ -35,6 +35,7 @@ pub struct Settings {
     pub enable_debug: AtomicU8,
     pub output_hard_limit: AtomicU64,
     pub active_expire_enabled: AtomicBool,
+    pub cluster_allow_reads_when_down: AtomicBool,
 }
 
 fn policy_code(p: EvictionPolicy) -> u8 {
@@ -77,6 +78,8 @@ impl Settings {
         );
         self.output_hard_limit
             .store(c.client_output_buffer_limit.normal.hard_bytes, r);
+        self.cluster_allow_reads_when_down
+            .store(c.cluster_allow_reads_when_down, r);
     }
 
     /// Access-clock mode for the current policy.
@@ -202,6 +205,8 @@ pub struct Server {
     pub lazyfreed: AtomicU64,
     lazyfree: parking_lot::Mutex<Option<std::sync::mpsc::Sender<LazyFreeJob>>>,
     pub instantaneous: crate::cron::Instantaneous,
+    /// Who serves each slot, as the cluster driver last published it (cluster mode only).
+    pub routing: crate::routing::Routing,
     cluster_enabled: bool,
 }
 
@@ -233,6 +238,7 @@ impl Server {
             lazyfreed: AtomicU64::new(0),
             lazyfree: parking_lot::Mutex::new(None),
             instantaneous: Default::default(),
+            routing: crate::routing::Routing::new(),
             cluster_enabled,
         }
     }

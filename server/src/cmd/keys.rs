@@ -911,6 +911,7 @@ mod tests {
     #[test]
     fn copy_across_databases_is_refused_in_cluster_mode() {
         let mut c = TestClient::with_config(|cfg| cfg.cluster_enabled = true);
+        c.own_all_slots();
         t(&mut c, &["SET", "{a}k", "v"]);
         assert_eq!(
             t(&mut c, &["COPY", "{a}k", "{a}k", "DB", "1"]),

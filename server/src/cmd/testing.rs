@@ -52,6 +52,21 @@ impl TestClient {
         }
     }
 
+    /// Cluster mode: makes this node the owner of every slot, with the cluster up.
+    pub fn own_all_slots(&self) {
+        self.srv.routing.publish(crate::routing::RoutingSnapshot {
+            nodes: vec![crate::routing::RoutedNode {
+                endpoint: "127.0.0.1:7000".into(),
+            }],
+            owners: vec![0; shoal_cluster::SLOT_COUNT],
+            migrating: Vec::new(),
+            importing: Vec::new(),
+            me: 0,
+            my_primary: crate::routing::NO_NODE,
+            state_ok: true,
+        });
+    }
+
     /// Runs one command and returns its reply (or `Frame::Null` when the reply was suppressed).
     pub fn call(&mut self, args: &[&str]) -> Frame {
         let raw: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
