@@ -12,6 +12,7 @@ static GLOBAL: alloc::CountingJemalloc = alloc::CountingJemalloc;
 pub mod alloc;
 pub mod client;
 pub mod clock;
+pub mod cluster_bus;
 pub mod cmd;
 pub mod command;
 pub mod config;

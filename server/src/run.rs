@@ -74,6 +74,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .unwrap_or(config.port);
     let srv = Arc::new(Server::new(config, commands));
     srv.start_lazyfree().context("starting the background freeing thread")?;
+    if srv.cluster_enabled() {
+        let bus = crate::cluster_bus::ClusterBus::start(&srv).await?;
+        let _ = srv.cluster.set(bus);
+    }
     srv.port.store(port as u32, std::sync::atomic::Ordering::Relaxed);
     let cron = cron::spawn(srv.clone()).context("starting the cron thread")?;
     for l in listeners {

@@ -2,6 +2,7 @@
 //! hot configuration values mirrored into atomics so the per-command path never takes the config lock.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::RwLock;
@@ -207,6 +208,8 @@ pub struct Server {
     pub instantaneous: crate::cron::Instantaneous,
     /// Who serves each slot, as the cluster driver last published it (cluster mode only).
     pub routing: crate::routing::Routing,
+    /// The cluster bus, once started (cluster mode only).
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster_bus::ClusterBus>>,
     cluster_enabled: bool,
 }
 
@@ -239,6 +242,7 @@ impl Server {
             lazyfree: parking_lot::Mutex::new(None),
             instantaneous: Default::default(),
             routing: crate::routing::Routing::new(),
+            cluster: std::sync::OnceLock::new(),
             cluster_enabled,
         }
     }
