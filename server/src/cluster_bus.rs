@@ -72,7 +72,10 @@ fn cluster_config(c: &Config) -> ClusterConfig {
 
 /// Writes `text` to `path` so that a crash leaves either the old file or the new one, never a mix.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("nodes.conf"),
@@ -135,6 +138,12 @@ impl ClusterBus {
         let effects = node.take_effects();
         self.apply(&mut node, effects);
         r
+    }
+
+    /// Writes `nodes.conf` now (CLUSTER SAVECONFIG), under the node lock like every other save.
+    pub fn save_config(&self) -> std::io::Result<()> {
+        let node = self.node.lock();
+        write_atomically(&self.conf_path, &node.nodes_conf_text())
     }
 
     /// Reads the state machine without changing it (CLUSTER NODES, INFO, SLOTS ...).
@@ -241,7 +250,11 @@ impl ClusterBus {
             return;
         }
         srv.routing.publish(RoutingSnapshot {
-            nodes: key.endpoints.iter().map(|e| RoutedNode { endpoint: e.clone() }).collect(),
+            nodes: key
+                .endpoints
+                .iter()
+                .map(|e| RoutedNode { endpoint: e.clone() })
+                .collect(),
             owners: key.owners.clone(),
             migrating: key.migrating.clone(),
             importing: key.importing.clone(),
@@ -282,7 +295,10 @@ impl ClusterBus {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let local = stream.local_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+            let local = stream
+                .local_addr()
+                .map(|a| a.ip())
+                .unwrap_or(IpAddr::from([127, 0, 0, 1]));
             let link = self.node.lock().accept_link(peer.ip(), local, unix_ms() as u64);
             self.clone().run_link(link, stream);
         }

@@ -197,6 +197,8 @@ fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         ctx.client.handle.resp.store(v as u8, Ordering::Relaxed);
         ctx.out.set_proto(ctx.client.proto);
     }
+    // A cluster replica says so, as Redis does for a node with a primary.
+    let replica = ctx.srv.cluster.get().is_some_and(|bus| bus.read(|n| n.is_replica()));
     let out = &mut *ctx.out;
     out.map(7);
     out.bulk(b"server");
@@ -214,7 +216,7 @@ fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         b"standalone"
     });
     out.bulk(b"role");
-    out.bulk(b"master");
+    out.bulk(if replica { b"replica".as_slice() } else { b"master" });
     out.bulk(b"modules");
     out.array(0);
     Ok(())

@@ -12,6 +12,7 @@ use crate::server::Server;
 
 pub mod args;
 pub mod client;
+pub mod cluster;
 pub mod connection;
 pub mod expire;
 pub mod introspect;
@@ -47,6 +48,7 @@ pub fn handlers() -> Vec<(&'static str, Handler)> {
     let families: &[&[(&'static str, Handler)]] = &[
         connection::COMMANDS,
         client::COMMANDS,
+        cluster::COMMANDS,
         server::COMMANDS,
         introspect::COMMANDS,
         strings::COMMANDS,

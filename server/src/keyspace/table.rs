@@ -449,7 +449,11 @@ impl SlotTable {
             self.cap = cap as u32;
             while let Some(e) = entries.pop() {
                 // Rehashing reads every key: have the entries a few places on loaded by the time we get there.
-                if let Some(ahead) = entries.len().checked_sub(RESIZE_PREFETCH_AHEAD).and_then(|i| entries.get(i)) {
+                if let Some(ahead) = entries
+                    .len()
+                    .checked_sub(RESIZE_PREFETCH_AHEAD)
+                    .and_then(|i| entries.get(i))
+                {
                     ahead.prefetch();
                 }
                 let h = super::hash_key(e.key());
