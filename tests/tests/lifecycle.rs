@@ -163,3 +163,35 @@ fn logfile_and_loglevel_are_honoured() {
     assert!(text.to_lowercase().contains("save"), "{text}");
     drop(server);
 }
+
+#[test]
+fn a_corrupt_nodes_conf_stops_a_cluster_node_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("nodes.conf"),
+        "this is not a cluster config\nvars nonsense\n",
+    )
+    .expect("write");
+    let port = shoal_tests::free_port().to_string();
+    let out = Command::new(shoal_server_bin())
+        .args([
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+        ])
+        .arg("nodes.conf")
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("run shoal-server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started with a corrupt nodes.conf");
+    assert!(
+        stderr.contains("nodes.conf") && stderr.contains("corrupt"),
+        "unclear message: {stderr}"
+    );
+}
