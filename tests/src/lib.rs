@@ -11,6 +11,7 @@
 //! Every wait here is bounded in time; nothing kills a process it did not start.
 
 pub mod diff;
+pub mod netcut;
 pub mod resp;
 
 use std::fs::File;
