@@ -345,8 +345,18 @@ impl ClusterNode {
         for &(slot, source) in &file.importing {
             node.table.slot_map_mut().set_importing(slot, Some(source));
         }
+        // A primary with replicas is a target for replica migration once orphaned (`clusterNodeAddSlave` runs
+        // for every replica line Redis loads).
+        for primary in file.nodes.iter().filter_map(|n| n.primary) {
+            if let Some(p) = node.table.get_mut(&primary) {
+                p.flags.insert(NodeFlags::MIGRATE_TO);
+            }
+        }
         node.current_epoch = file.current_epoch;
         node.last_vote_epoch = file.last_vote_epoch;
+        // The quorum's base from the start, not 1 until the first state update: a restarted primary must not
+        // count itself a majority.
+        node.size = node.count_primaries().0.max(1);
         node.rng = rng;
         node.apply_own_address();
         if let Some((primary, Some(ip), port)) = node.my_primary().map(|p| (p.id, p.ip, p.port)) {

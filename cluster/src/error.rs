@@ -59,6 +59,15 @@ pub enum ClusterError {
     FlushSlotsNotEmpty,
     #[error("CLUSTER RESET can't be called with master nodes containing keys")]
     ResetWithKeys,
+    /// CLUSTER FAILOVER on a primary.
+    #[error("You should send CLUSTER FAILOVER to a replica")]
+    FailoverOnPrimary,
+    /// CLUSTER FAILOVER on a replica that does not know its primary.
+    #[error("I'm a replica but my master is unknown to me")]
+    FailoverPrimaryUnknown,
+    /// CLUSTER FAILOVER (neither FORCE nor TAKEOVER) while the primary is FAIL or not connected.
+    #[error("Master is down or failed, please use CLUSTER FAILOVER FORCE")]
+    FailoverPrimaryDown,
     /// MEET with an address that is not an IP literal, or a port (client or bus) outside 1..=65535. Redis
     /// echoes the IP and the client-port argument as given.
     #[error("Invalid node address specified: {ip}:{port}")]
@@ -200,6 +209,18 @@ mod tests {
                 "ERR Please use SETSLOT only with masters.",
             ),
             (ClusterError::CantForgetMyPrimary, "ERR Can't forget my master!"),
+            (
+                ClusterError::FailoverOnPrimary,
+                "ERR You should send CLUSTER FAILOVER to a replica",
+            ),
+            (
+                ClusterError::FailoverPrimaryUnknown,
+                "ERR I'm a replica but my master is unknown to me",
+            ),
+            (
+                ClusterError::FailoverPrimaryDown,
+                "ERR Master is down or failed, please use CLUSTER FAILOVER FORCE",
+            ),
         ];
         for (err, text) in cases {
             assert_eq!(err.wire_text(), text);

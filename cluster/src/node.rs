@@ -331,6 +331,15 @@ pub struct NodeInfo {
     /// When we last sent the node a PING or MEET, repeats included (unix ms): times handshake retries and
     /// repeated pings.
     pub(crate) ping_repeated_ms: u64,
+    /// When this node, a primary we voted about, last had one of its replicas get our vote (unix ms, 0:
+    /// never): we vote about the same primary at most once per two node timeouts (Redis's `voted_time`).
+    pub(crate) voted_ms: u64,
+    /// The replica that got that vote: it may get our vote again in a later epoch (a retry after a collision),
+    /// another replica of the same primary may not within the two node timeouts.
+    pub(crate) voted_for: Option<NodeId>,
+    /// Since when this primary has been orphaned (no working replica left although it had some), unix ms, 0
+    /// when it is not (Redis's `orphaned_time`): replica migration waits a while before moving a replica to it.
+    pub(crate) orphaned_since_ms: u64,
 }
 
 impl NodeInfo {
@@ -357,6 +366,9 @@ impl NodeInfo {
             inbound_link: None,
             last_in_ping_gossip: 0,
             ping_repeated_ms: 0,
+            voted_ms: 0,
+            voted_for: None,
+            orphaned_since_ms: 0,
         }
     }
 

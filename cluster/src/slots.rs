@@ -171,6 +171,21 @@ impl SlotRanges {
         true
     }
 
+    /// Whether the two sets share a slot (a walk over both range lists).
+    pub fn intersects(&self, other: &SlotRanges) -> bool {
+        let (mut a, mut b) = (self.0.iter().peekable(), other.0.iter().peekable());
+        while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+            if x.end < y.start {
+                a.next();
+            } else if y.end < x.start {
+                b.next();
+            } else {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Every slot, in order.
     pub fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
         self.0
@@ -437,6 +452,14 @@ mod tests {
             }
             let got: Vec<u32> = set.slots().map(|s| u32::from(s.get())).collect();
             prop_assert_eq!(got, model.into_iter().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn intersects_is_sharing_a_slot(a in proptest::collection::btree_set(0u32..80, 0..30),
+                                        b in proptest::collection::btree_set(0u32..80, 0..30)) {
+            let set_a: SlotRanges = a.iter().map(|n| slot(*n)).collect();
+            let set_b: SlotRanges = b.iter().map(|n| slot(*n)).collect();
+            prop_assert_eq!(set_a.intersects(&set_b), a.intersection(&b).next().is_some());
         }
     }
 }

@@ -33,6 +33,26 @@ pub enum Action {
     Sleep(std::time::Duration),
     /// Shut the server down (SHUTDOWN): close without a reply.
     Shutdown,
+    /// Wait until `replicas` replicas acknowledged the client's last write, or `timeout_ms` passes (0: no
+    /// limit), then reply with how many did unless `reply` is false (WAIT).
+    WaitAcks {
+        replicas: usize,
+        timeout_ms: u64,
+        reply: bool,
+    },
+    /// Write the replies so far, then hand the connection to replication: it is a replica now (PSYNC).
+    ReplicaLink,
+}
+
+/// What kind of client a connection is (CLIENT LIST flags, CLIENT KILL TYPE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientKind {
+    Normal = 0,
+    /// A replica of this node (flags `S`).
+    Replica = 1,
+    /// This replica's link to its primary (flags `M`).
+    Primary = 2,
 }
 
 /// Rarely changing, shared client attributes.
@@ -66,6 +86,8 @@ pub struct ClientHandle {
     alive: Mutex<bool>,
     /// Bytes of argument data of the command being run (CLIENT LIST argv-mem).
     pub argv_mem: AtomicU64,
+    /// A [`ClientKind`].
+    kind: AtomicU8,
 }
 
 impl ClientHandle {
@@ -83,6 +105,18 @@ impl ClientHandle {
     /// Called by the connection before it closes its socket.
     pub fn mark_closed(&self) {
         *self.alive.lock() = false;
+    }
+
+    pub fn kind(&self) -> ClientKind {
+        match self.kind.load(Ordering::Relaxed) {
+            1 => ClientKind::Replica,
+            2 => ClientKind::Primary,
+            _ => ClientKind::Normal,
+        }
+    }
+
+    pub fn set_kind(&self, kind: ClientKind) {
+        self.kind.store(kind as u8, Ordering::Relaxed);
     }
 }
 
@@ -102,6 +136,12 @@ pub struct Client {
     /// The last command name seen and its table id: clients mostly repeat a few commands, and comparing the
     /// bytes is cheaper than lower-casing and hashing them.
     pub cmd_cache: CommandCache,
+    /// The replication stream offset after this client's last write (what WAIT waits for).
+    pub woff: u64,
+    /// What a replica said in REPLCONF before PSYNC.
+    pub repl_handshake: Option<Box<crate::replication::primary::Handshake>>,
+    /// Set by PSYNC: the connection becomes a replica link once its replies are written.
+    pub repl_link: Option<Box<crate::replication::primary::LinkStart>>,
 }
 
 /// A one-entry cache from a command name, exactly as the client spells it, to its command id.
@@ -142,6 +182,22 @@ impl Client {
             readonly: false,
             asking: false,
             cmd_cache: CommandCache::default(),
+            woff: 0,
+            repl_handshake: None,
+            repl_link: None,
+        }
+    }
+
+    /// Takes the stream offset of the writes this thread made for the client since the last call into
+    /// `woff`. Called before every await of the connection, so the thread's writes are always its own.
+    #[inline]
+    pub fn note_writes(&mut self) -> bool {
+        let end = crate::keyspace::feed::take_last_append_end();
+        if end > self.woff {
+            self.woff = end;
+            true
+        } else {
+            false
         }
     }
 
@@ -204,6 +260,7 @@ impl ClientRegistry {
             killed: AtomicBool::new(false),
             alive: Mutex::new(true),
             argv_mem: AtomicU64::new(0),
+            kind: AtomicU8::new(ClientKind::Normal as u8),
         });
         map.insert(id, h.clone());
         self.connected.store(map.len(), Ordering::Relaxed);

@@ -34,6 +34,11 @@ type LinkTx = mpsc::UnboundedSender<Vec<u8>>;
 
 /// Read buffer of one bus link.
 const LINK_READ_BUF: usize = 16 * 1024;
+/// After writes are paused for a manual failover, the stream offset must hold still this long before it is
+/// reported as where writes stopped...
+const PAUSE_SETTLE: Duration = Duration::from_millis(10);
+/// ...checked at most this many times.
+const PAUSE_SETTLE_ROUNDS: usize = 50;
 
 /// The running cluster bus of this node.
 pub struct ClusterBus {
@@ -183,9 +188,20 @@ impl ClusterBus {
                     self.links.lock().remove(&link);
                 }
                 Effect::ReplicateFrom { primary, ip, port } => {
-                    tracing::info!("replica of {primary} at {ip}:{port}");
+                    if srv.repl.become_replica(srv, &ip.to_string(), port) {
+                        tracing::info!("replica of {primary} at {ip}:{port}");
+                    }
                 }
-                Effect::BecomePrimary => tracing::info!("acting as a primary"),
+                Effect::BecomePrimary => {
+                    if srv.repl.promote(srv) {
+                        tracing::info!("acting as a primary");
+                    }
+                }
+                Effect::PauseWrites { until_ms } => {
+                    srv.pause.pause(i64::try_from(until_ms).unwrap_or(i64::MAX), true);
+                    tokio::spawn(self.clone().report_writes_paused(self.srv.clone()));
+                }
+                Effect::ResumeWrites => srv.pause.unpause(),
                 Effect::DeleteKeysInSlots(ranges) => {
                     let db = srv.keyspace.db(0);
                     for r in ranges.ranges() {
@@ -274,9 +290,33 @@ impl ClusterBus {
                 _ = shutdown.changed() => return,
             }
             let mut node = self.node.lock();
+            // What elections rank replicas by, and how fresh a replica's data is.
+            node.set_repl_offset(srv.repl.cluster_offset());
+            node.set_repl_last_interaction(srv.repl.last_interaction_ms());
             let effects = node.on_tick(unix_ms() as u64);
             self.apply(&mut node, effects);
         }
+    }
+
+    /// After a manual failover paused writes: once no write is in flight any more, reports the offset they
+    /// stopped at. A command that passed the pause check just before the pause began finishes within its own
+    /// (synchronous) execution; the stream offset is read once it has held still for a moment.
+    async fn report_writes_paused(self: Arc<Self>, srv: std::sync::Weak<Server>) {
+        let Some(srv) = srv.upgrade() else { return };
+        tokio::time::sleep(PAUSE_SETTLE).await;
+        let mut offset = srv.repl.backlog.offset();
+        for _ in 0..PAUSE_SETTLE_ROUNDS {
+            tokio::time::sleep(PAUSE_SETTLE).await;
+            let now = srv.repl.backlog.offset();
+            if now == offset {
+                break;
+            }
+            offset = now;
+        }
+        let mut node = self.node.lock();
+        node.set_repl_offset(offset);
+        let effects = node.on_writes_paused(offset, unix_ms() as u64);
+        self.apply(&mut node, effects);
     }
 
     async fn accept_loop(self: Arc<Self>, srv: Arc<Server>, listener: TcpListener) {

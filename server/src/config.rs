@@ -282,7 +282,20 @@ pub struct Config {
     pub repl_diskless_sync: bool,
     pub min_replicas_to_write: u32,
     pub min_replicas_max_lag: u32,
+    /// Shoal's `min-replicas-to-ack`: a batch of writes is acknowledged to its client only once this many
+    /// replicas have it (0 = off).
+    pub min_replicas_to_ack: u32,
+    /// Shoal's `min-replicas-ack-timeout`, in ms: how long such a batch waits before its writes reply
+    /// `-NOREPLICAS`.
+    pub min_replicas_ack_timeout: u64,
     pub replica_read_only: bool,
+    /// The password (and user) a replica authenticates with to its primary.
+    pub masterauth: String,
+    pub masteruser: String,
+    /// Seconds without news before a replication link is considered broken.
+    pub repl_timeout: u32,
+    /// Seconds between the PINGs a primary sends in the replication stream.
+    pub repl_ping_replica_period: u32,
     pub cluster_enabled: bool,
     pub cluster_config_file: String,
     /// Milliseconds.
@@ -355,7 +368,13 @@ impl Default for Config {
             repl_diskless_sync: true,
             min_replicas_to_write: 0,
             min_replicas_max_lag: 10,
+            min_replicas_to_ack: 0,
+            min_replicas_ack_timeout: 2000,
             replica_read_only: true,
+            masterauth: String::new(),
+            masteruser: String::new(),
+            repl_timeout: 60,
+            repl_ping_replica_period: 10,
             cluster_enabled: false,
             cluster_config_file: "nodes.conf".to_owned(),
             cluster_node_timeout: 15000,
@@ -1182,16 +1201,16 @@ pub static OPTIONS: &[OptionSpec] = &[
         get: get_replicaof,
         set: set_replicaof,
     },
-    inert!(string "masterauth", SENSITIVE, REPL_TUNING, ""),
-    inert!(string "masteruser", SENSITIVE, REPL_TUNING, ""),
+    field!(string "masterauth", SENSITIVE, masterauth),
+    field!(string "masteruser", SENSITIVE, masteruser),
     inert!(bool "replica-serve-stale-data" alias "slave-serve-stale-data", 0, REPL_TUNING, "yes"),
     field!(bool "replica-read-only" alias "slave-read-only", 0, replica_read_only),
     field!(bool "repl-diskless-sync", 0, repl_diskless_sync),
     inert!(int "repl-diskless-sync-delay", 0, REPL_TUNING, "5", 0, INT_MAX),
     inert!(int "repl-diskless-sync-max-replicas", 0, REPL_TUNING, "0", 0, INT_MAX),
     inert!(enum "repl-diskless-load", 0, REPL_TUNING, "disabled", ["disabled", "on-empty-db", "swapdb"]),
-    inert!(int "repl-ping-replica-period" alias "repl-ping-slave-period", 0, REPL_TUNING, "10", 1, INT_MAX),
-    inert!(int "repl-timeout", 0, REPL_TUNING, "60", 1, INT_MAX),
+    field!(int "repl-ping-replica-period" alias "repl-ping-slave-period", 0, repl_ping_replica_period, 1, INT_MAX),
+    field!(int "repl-timeout", 0, repl_timeout, 1, INT_MAX),
     inert!(bool "repl-disable-tcp-nodelay", 0, REPL_TUNING, "no"),
     field!(memory "repl-backlog-size", 0, repl_backlog_size, 1, LLONG_MAX),
     inert!(int "repl-backlog-ttl", 0, REPL_TUNING, "3600", 0, LLONG_MAX),
@@ -1199,6 +1218,9 @@ pub static OPTIONS: &[OptionSpec] = &[
     inert!(bool "replica-announced", 0, REPL_TUNING, "yes"),
     field!(int "min-replicas-to-write" alias "min-slaves-to-write", 0, min_replicas_to_write, 0, INT_MAX),
     field!(int "min-replicas-max-lag" alias "min-slaves-max-lag", 0, min_replicas_max_lag, 0, INT_MAX),
+    // Shoal's own: acknowledged writes (see README, "Replication").
+    field!(int "min-replicas-to-ack", 0, min_replicas_to_ack, 0, INT_MAX),
+    field!(int "min-replicas-ack-timeout", 0, min_replicas_ack_timeout, 1, INT_MAX),
     inert!(string "replica-announce-ip" alias "slave-announce-ip", 0, REPL_TUNING, ""),
     inert!(int "replica-announce-port" alias "slave-announce-port", 0, REPL_TUNING, "0", 0, 65535),
     inert!(bool "replica-ignore-maxmemory" alias "slave-ignore-maxmemory", 0, REPL_TUNING, "yes"),
@@ -3414,7 +3436,7 @@ cluster-node-timeout = 0x10
             notes,
             args(&[
                 "'save 900 1' is accepted but has no effect: Shoal keeps no data on disk",
-                "'masterauth' is accepted but has no effect: Shoal's replication does not use it",
+                // masterauth is used by replicas since replication exists, so it is not listed.
                 "'io-threads 4' is accepted but has no effect: Shoal sizes its own thread pool",
                 "'appendonly yes' is accepted but has no effect: Shoal keeps no data on disk",
             ])

@@ -7,6 +7,11 @@
 //!
 //! A framing error gets `-ERR Protocol error: ...` and the connection closes after the replies before it are
 //! written; a bad argument is just an error reply. Nothing a client sends can stop other clients.
+//!
+//! Replication reaches in at three points: WAIT suspends its client until replicas acknowledge its writes;
+//! with `min-replicas-to-ack` the replies of a batch that wrote are held until replicas acknowledge the
+//! batch's last write (one wait per batch, so pipelining keeps its speed); and PSYNC turns the connection into
+//! a replica link (`replication/primary.rs`).
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -24,6 +29,7 @@ use crate::command::flags;
 use crate::dispatch::dispatch;
 use crate::keyspace::{Key, PrefetchStage};
 use crate::server::Server;
+use crate::stats::ThreadStats;
 
 /// Initial read buffer; it grows for big requests and shrinks back when idle.
 const READ_BUF: usize = 16 * 1024;
@@ -89,6 +95,15 @@ pub async fn serve(srv: Arc<Server>, mut stream: TcpStream, handle: Arc<ClientHa
         match close {
             Some(Action::Shutdown) => {
                 srv.request_shutdown();
+                break;
+            }
+            Some(Action::ReplicaLink) => {
+                if let Some(start) = client.repl_link.take() {
+                    crate::replication::primary::serve(srv.clone(), stream, handle.clone(), start).await;
+                    handle.mark_closed();
+                    srv.clients.unregister(handle.id);
+                    return;
+                }
                 break;
             }
             Some(_) => break,
@@ -185,6 +200,9 @@ async fn run_batch(
     let mut consumed = 0usize;
     let mut now = srv.now();
     let mut result = None;
+    // `min-replicas-to-ack`: one relaxed load per batch when it is off.
+    let ack_want = srv.settings.min_replicas_to_ack.load(Ordering::Relaxed);
+    let mut hold = (ack_want > 0).then(AckHold::default);
     'outer: loop {
         batch.clear();
         let mut inline_request: Option<usize> = None;
@@ -260,15 +278,21 @@ async fn run_batch(
             let k = step - lead;
             batch.args(buf, k, &mut args);
             if let Some(until) = paused_until(srv, &args, now.ms) {
+                client.note_writes();
                 wait_unpaused(srv, until).await;
                 now = srv.now();
             }
             out.set_proto(client.proto);
+            let reply_start = out.len();
             dispatch(srv, client, out, &args, &now, stats);
-            match client.action.take() {
+            let action = client.action.take();
+            if let Some(h) = hold.as_mut() {
+                h.note(reply_start, out.len(), client.note_writes());
+            }
+            match action {
                 None => {}
-                Some(Action::Sleep(d)) => {
-                    tokio::time::sleep(d).await;
+                Some(a @ (Action::Sleep(_) | Action::WaitAcks { .. })) => {
+                    suspend(srv, client, out, a).await;
                     now = srv.now();
                 }
                 Some(a) => {
@@ -297,17 +321,23 @@ async fn run_batch(
             let req = parser.request(&rbuf[consumed..]);
             let inline_args: SmallVec<[&[u8]; 8]> = req.iter().collect();
             if let Some(until) = paused_until(srv, &inline_args, now.ms) {
+                client.note_writes();
                 wait_unpaused(srv, until).await;
                 now = srv.now();
             }
             out.set_proto(client.proto);
+            let reply_start = out.len();
             dispatch(srv, client, out, &inline_args, &now, stats);
             drop(inline_args);
             consumed += len;
-            match client.action.take() {
+            let action = client.action.take();
+            if let Some(h) = hold.as_mut() {
+                h.note(reply_start, out.len(), client.note_writes());
+            }
+            match action {
                 None => {}
-                Some(Action::Sleep(d)) => {
-                    tokio::time::sleep(d).await;
+                Some(a @ (Action::Sleep(_) | Action::WaitAcks { .. })) => {
+                    suspend(srv, client, out, a).await;
                     now = srv.now();
                 }
                 Some(a) => {
@@ -324,7 +354,82 @@ async fn run_batch(
         }
     }
     rbuf.advance(consumed.min(rbuf.len()));
+    client.note_writes();
+    if let Some(h) = hold {
+        if h.wrote {
+            h.settle(srv, client, out, ack_want, stats).await;
+        }
+    }
     result
+}
+
+/// Waits out an action that suspends the client: DEBUG SLEEP, WAIT.
+async fn suspend(srv: &Server, client: &mut Client, out: &mut ReplyWriter, action: Action) {
+    client.note_writes();
+    match action {
+        Action::Sleep(d) => tokio::time::sleep(d).await,
+        Action::WaitAcks {
+            replicas,
+            timeout_ms,
+            reply,
+        } => {
+            let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+            let n = srv
+                .repl
+                .wait_for_acks(srv, &client.handle, replicas, client.woff, timeout)
+                .await;
+            if reply {
+                out.integer(n as i64);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The replies of one batch under `min-replicas-to-ack`: where each is in the output and whether its command
+/// wrote.
+#[derive(Default)]
+struct AckHold {
+    replies: Vec<(usize, usize, bool)>,
+    wrote: bool,
+}
+
+impl AckHold {
+    fn note(&mut self, start: usize, end: usize, wrote: bool) {
+        self.replies.push((start, end, wrote));
+        self.wrote |= wrote;
+    }
+
+    /// Holds the batch's replies until `want` replicas acknowledged its last write; if they do not within
+    /// `min-replicas-ack-timeout`, every write's reply becomes `-NOREPLICAS` (the write may be on this node,
+    /// but nobody was told it was acknowledged).
+    async fn settle(self, srv: &Server, client: &Client, out: &mut ReplyWriter, want: usize, stats: &ThreadStats) {
+        let timeout = Duration::from_millis(srv.settings.min_replicas_ack_timeout_ms.load(Ordering::Relaxed).max(1));
+        let got = srv
+            .repl
+            .wait_for_acks(srv, &client.handle, want, client.woff, Some(timeout))
+            .await;
+        if got >= want {
+            return;
+        }
+        let Some(first) = self.replies.iter().find(|r| r.2 && r.1 > r.0).map(|r| r.0) else {
+            return;
+        };
+        let tail = out.as_bytes()[first..].to_vec();
+        out.truncate(first);
+        let mut at = first;
+        for &(start, end, wrote) in self.replies.iter().filter(|r| r.0 >= first) {
+            out.raw(&tail[at - first..start - first]);
+            if wrote && end > start {
+                out.error(crate::error::NOREPLICAS.as_bytes());
+                stats.error("NOREPLICAS");
+            } else {
+                out.raw(&tail[start - first..end - first]);
+            }
+            at = end;
+        }
+        out.raw(&tail[at - first..]);
+    }
 }
 
 fn paused_until(srv: &Server, args: &[&[u8]], now_ms: i64) -> Option<i64> {

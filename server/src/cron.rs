@@ -1,5 +1,6 @@
 //! Background work on its own thread, as Redis's `serverCron`: active expiry, eviction left over by writes that
-//! hit their time budget, and the samples behind INFO's instantaneous metrics. Every budget is bounded
+//! hit their time budget, the samples behind INFO's instantaneous metrics, and the replication chores (PINGs to
+//! replicas, the count of good replicas). Every budget is bounded
 //! (see `keyspace/expire.rs`); the thread stops when the server shuts down.
 
 use std::collections::VecDeque;
@@ -98,6 +99,7 @@ fn run(srv: Arc<Server>) {
     let mut next_sample = Instant::now() + METRIC_PERIOD;
     let mut pause_after_work = Duration::ZERO;
     let mut next_client_check = Instant::now();
+    let mut next_replica_ping = Instant::now();
     while !srv.is_shutting_down() {
         let hz = srv.settings.hz.load(Ordering::Relaxed).clamp(1, 500);
         let period = Duration::from_micros(1_000_000 / hz as u64);
@@ -129,7 +131,15 @@ fn run(srv: Arc<Server>) {
         }
         if Instant::now() >= next_client_check {
             close_idle_clients(&srv);
+            srv.repl.refresh_good_replicas();
             next_client_check = Instant::now() + Duration::from_secs(1);
+        }
+        if Instant::now() >= next_replica_ping {
+            // Redis's replicationCron: a PING in the stream every repl-ping-replica-period, so replicas can
+            // tell a quiet primary from a lost one.
+            srv.repl.ping_replicas(&srv);
+            let period = srv.config.read().repl_ping_replica_period.max(1);
+            next_replica_ping = Instant::now() + Duration::from_secs(u64::from(period));
         }
     }
 }

@@ -1,6 +1,10 @@
 //! The dispatch gate: every command passes the same checks in Redis's order (`processCommand`) — lookup,
-//! arity, authentication, cluster redirection, memory — before its handler runs. Handlers never repeat these
-//! checks. The gate also keeps commandstats and errorstats and applies CLIENT REPLY.
+//! arity, authentication, cluster redirection, memory, then for writes `min-replicas-to-write` and a read-only
+//! replica — before its handler runs. Handlers never repeat these checks. The gate also keeps commandstats and
+//! errorstats and applies CLIENT REPLY.
+//!
+//! The replication stream a replica applies takes a side door, [`apply_from_primary`]: the primary has made
+//! every check already, and the replica must apply what it is sent.
 
 use shoal_protocol::ReplyWriter;
 
@@ -102,7 +106,41 @@ fn admit(srv: &Server, client: &Client, cmd: &Command, args: &[&[u8]], now: &Now
             return Err(CmdError::Static(error::OOM));
         }
     }
+    if cmd.has(flags::WRITE) {
+        srv.repl.check_write()?;
+    }
     Ok(())
+}
+
+/// Runs one command of the primary's replication stream on this replica: the handler alone, without the gate's
+/// checks, its reply left in `out` for the caller to discard.
+pub fn apply_from_primary(
+    srv: &Server,
+    client: &mut Client,
+    out: &mut ReplyWriter,
+    args: &[&[u8]],
+    now: &Now,
+    stats: &ThreadStats,
+) -> Result<(), CmdError> {
+    let cmd = srv.commands.lookup(args).map_err(|e| lookup_error(e, args))?;
+    if !cmd.arity_ok(args.len()) {
+        return Err(CmdError::WrongArity(cmd.name.clone()));
+    }
+    let handler = cmd.handler.ok_or_else(|| CmdError::WrongArity(cmd.name.clone()))?;
+    let started = crate::clock::Ticks::now();
+    let result = handler(
+        &mut Ctx {
+            srv,
+            client,
+            out,
+            now: *now,
+            cmd,
+        },
+        args,
+    );
+    stats.call(cmd.id, started.elapsed_us());
+    client.action = None;
+    result
 }
 
 /// Cluster mode: the command's keys must all be in one slot this node serves (Redis's getNodeByQuery).

@@ -24,6 +24,12 @@ pub const INCR_OVERFLOW: &str = "ERR increment or decrement would overflow";
 pub const NO_SUCH_CLIENT: &str = "ERR No such client";
 pub const DEBUG_DISABLED: &str = "ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.";
 pub const SELECT_IN_CLUSTER: &str = "ERR SELECT is not allowed in cluster mode";
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+pub const NOMASTERLINK: &str = "NOMASTERLINK Can't SYNC while not connected with my master";
+pub const WAIT_ON_REPLICA: &str = "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a replica is configured to be writable (which is not the default) writes to replicas are just local and are not propagated.";
+pub const REPLICAOF_IN_CLUSTER: &str = "ERR REPLICAOF not allowed in cluster mode.";
+pub const INVALID_MASTER_PORT: &str = "ERR Invalid master port";
 
 /// A command's failure, written to the client as one error reply.
 #[derive(Debug, Clone, PartialEq, Eq)]

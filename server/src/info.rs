@@ -239,7 +239,7 @@ fn memory(srv: &Server, config: &Config, used: u64, a: AllocatorStats, b: &mut S
     let _ = writeln!(b, "mem_fragmentation_ratio:{:.2}", ratio(rss, used));
     let _ = writeln!(b, "mem_fragmentation_bytes:{}", rss as i64 - used as i64);
     let _ = writeln!(b, "mem_not_counted_for_evict:0");
-    let _ = writeln!(b, "mem_replication_backlog:0");
+    let _ = writeln!(b, "mem_replication_backlog:{}", srv.repl.backlog_memory());
     let _ = writeln!(b, "mem_clients_slaves:0");
     let _ = writeln!(b, "mem_clients_normal:0");
     let _ = writeln!(b, "mem_allocator:jemalloc-5.3.0");
@@ -296,8 +296,17 @@ fn stats(srv: &Server, b: &mut String) {
     let _ = writeln!(b, "instantaneous_ops_per_sec:{}", m.ops_per_sec.load(Ordering::Relaxed));
     let _ = writeln!(b, "total_net_input_bytes:{}", snap.net_input_bytes);
     let _ = writeln!(b, "total_net_output_bytes:{}", snap.net_output_bytes);
-    let _ = writeln!(b, "total_net_repl_input_bytes:0");
-    let _ = writeln!(b, "total_net_repl_output_bytes:0");
+    let repl = &srv.repl.stats;
+    let _ = writeln!(
+        b,
+        "total_net_repl_input_bytes:{}",
+        repl.input_bytes.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        b,
+        "total_net_repl_output_bytes:{}",
+        repl.output_bytes.load(Ordering::Relaxed)
+    );
     let _ = writeln!(
         b,
         "instantaneous_input_kbps:{:.2}",
@@ -315,9 +324,9 @@ fn stats(srv: &Server, b: &mut String) {
         "rejected_connections:{}",
         srv.stats.rejected_connections.load(Ordering::Relaxed)
     );
-    let _ = writeln!(b, "sync_full:0");
-    let _ = writeln!(b, "sync_partial_ok:0");
-    let _ = writeln!(b, "sync_partial_err:0");
+    let _ = writeln!(b, "sync_full:{}", repl.sync_full.load(Ordering::Relaxed));
+    let _ = writeln!(b, "sync_partial_ok:{}", repl.sync_partial_ok.load(Ordering::Relaxed));
+    let _ = writeln!(b, "sync_partial_err:{}", repl.sync_partial_err.load(Ordering::Relaxed));
     let _ = writeln!(b, "expired_keys:{}", ks.expired);
     let _ = writeln!(
         b,
@@ -339,17 +348,7 @@ fn stats(srv: &Server, b: &mut String) {
 }
 
 fn replication(srv: &Server, config: &Config, b: &mut String) {
-    let _ = writeln!(b, "role:master");
-    let _ = writeln!(b, "connected_slaves:0");
-    let _ = writeln!(b, "master_failover_state:no-failover");
-    let _ = writeln!(b, "master_replid:{}", srv.run_id);
-    let _ = writeln!(b, "master_replid2:0000000000000000000000000000000000000000");
-    let _ = writeln!(b, "master_repl_offset:0");
-    let _ = writeln!(b, "second_repl_offset:-1");
-    let _ = writeln!(b, "repl_backlog_active:0");
-    let _ = writeln!(b, "repl_backlog_size:{}", config.repl_backlog_size);
-    let _ = writeln!(b, "repl_backlog_first_byte_offset:0");
-    let _ = writeln!(b, "repl_backlog_histlen:0");
+    srv.repl.render_info(config, b);
 }
 
 fn cpu(b: &mut String) {

@@ -26,6 +26,7 @@ pub mod keyspace;
 pub mod listener;
 pub mod memory;
 pub mod num;
+pub mod replication;
 pub mod routing;
 pub mod run;
 pub mod server;

@@ -4,7 +4,6 @@
 //! one core runs one worker and never contends with itself). SIGTERM, SIGINT and SHUTDOWN all end the same
 //! way: stop accepting, close clients after their current command, remove the pid file, exit 0.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -72,13 +71,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.port())
         .unwrap_or(config.port);
-    let srv = Arc::new(Server::new(config, commands));
+    let srv = Server::new(config, commands);
     srv.start_lazyfree().context("starting the background freeing thread")?;
     if srv.cluster_enabled() {
         let bus = crate::cluster_bus::ClusterBus::start(&srv).await?;
         let _ = srv.cluster.set(bus);
     }
     srv.port.store(port as u32, std::sync::atomic::Ordering::Relaxed);
+    let replicaof = srv.config.read().replicaof.clone();
+    if let (Some((host, primary_port)), false) = (replicaof, srv.cluster_enabled()) {
+        srv.repl.become_replica(&srv, &host, primary_port);
+    }
     let cron = cron::spawn(srv.clone()).context("starting the cron thread")?;
     for l in listeners {
         tracing::info!(

@@ -2,7 +2,7 @@
 //! hot configuration values mirrored into atomics so the per-command path never takes the config lock.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::RwLock;
@@ -37,6 +37,10 @@ pub struct Settings {
     pub output_hard_limit: AtomicU64,
     pub active_expire_enabled: AtomicBool,
     pub cluster_allow_reads_when_down: AtomicBool,
+    /// `min-replicas-to-ack`: replies to a batch with writes wait for this many replicas (0 = off).
+    pub min_replicas_to_ack: AtomicUsize,
+    /// `min-replicas-ack-timeout`, in ms.
+    pub min_replicas_ack_timeout_ms: AtomicU64,
 }
 
 fn policy_code(p: EvictionPolicy) -> u8 {
@@ -81,6 +85,8 @@ impl Settings {
             .store(c.client_output_buffer_limit.normal.hard_bytes, r);
         self.cluster_allow_reads_when_down
             .store(c.cluster_allow_reads_when_down, r);
+        self.min_replicas_to_ack.store(c.min_replicas_to_ack as usize, r);
+        self.min_replicas_ack_timeout_ms.store(c.min_replicas_ack_timeout, r);
     }
 
     /// Access-clock mode for the current policy.
@@ -211,10 +217,20 @@ pub struct Server {
     /// The cluster bus, once started (cluster mode only).
     pub cluster: std::sync::OnceLock<Arc<crate::cluster_bus::ClusterBus>>,
     cluster_enabled: bool,
+    /// The role, the replication stream and the replicas.
+    pub repl: crate::replication::Replication,
+    /// This server's own `Arc`, for work that outlives a command (a replica link started by REPLICAOF).
+    me: Weak<Server>,
 }
 
 impl Server {
-    pub fn new(config: Config, commands: CommandTable) -> Server {
+    pub fn new(config: Config, commands: CommandTable) -> Arc<Server> {
+        let srv = Arc::new_cyclic(|me| Server::build(config, commands, me.clone()));
+        srv.started();
+        srv
+    }
+
+    fn build(config: Config, commands: CommandTable, me: Weak<Server>) -> Server {
         let settings = Settings::default();
         settings.load(&config);
         settings.active_expire_enabled.store(true, Ordering::Relaxed);
@@ -222,6 +238,8 @@ impl Server {
         let cluster_enabled = config.cluster_enabled;
         let stats = Stats::new(commands.len());
         let (shutdown_tx, _) = watch::channel(false);
+        let repl = crate::replication::Replication::new(&config);
+        keyspace.feed().set_log(repl.backlog.clone());
         Server {
             port: AtomicU32::new(config.port as u32),
             config: RwLock::new(config),
@@ -244,7 +262,21 @@ impl Server {
             routing: crate::routing::Routing::new(),
             cluster: std::sync::OnceLock::new(),
             cluster_enabled,
+            repl,
+            me,
         }
+    }
+
+    /// Work that needs the finished server: the replication stream when `min-replicas-to-ack` is set.
+    fn started(self: &Arc<Self>) {
+        if self.config.read().min_replicas_to_ack > 0 {
+            self.repl.start_stream(self);
+        }
+    }
+
+    /// This server's `Arc` (None only while it is being dropped).
+    pub fn shared(&self) -> Option<Arc<Server>> {
+        self.me.upgrade()
     }
 
     /// Whether the server runs as a cluster node (fixed at startup).
@@ -277,6 +309,11 @@ impl Server {
     pub fn evict_if_needed(&self, now: &Now) -> Result<(), OutOfMemory> {
         let max = self.settings.maxmemory.load(Ordering::Relaxed);
         if max == 0 {
+            return Ok(());
+        }
+        // A replica holds what its primary holds: it evicts nothing itself (Redis's replica-ignore-maxmemory)
+        // and gets the primary's DELs instead.
+        if self.repl.is_replica() {
             return Ok(());
         }
         // Commands run on several threads at once, and each thread folds its allocations into the shared count

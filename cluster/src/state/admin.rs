@@ -300,6 +300,8 @@ impl ClusterNode {
             self.set_node_as_primary(self.myself);
             self.emit(Effect::BecomePrimary);
         }
+        self.reset_manual_failover();
+        self.election = super::failover::Election::default();
         self.table.slot_map_mut().close_all();
         let ids: Vec<NodeId> = self.table.iter().map(|n| n.id).collect();
         for id in &ids {

@@ -1,16 +1,19 @@
 //! The periodic tick (`clusterCron`, ten times a second in Redis) and the cluster state (`clusterUpdateState`).
 //!
 //! Each tick: expire handshakes that did not complete within the node timeout (at least a second); (re)connect
-//! every node that has no link; repeat unanswered handshake messages and pings; once a second, ping the node with the oldest pong among five picked at random;
-//! ping every node whose last pong is older than half the node timeout; drop links that stay silent; flag PFAIL
-//! every node whose ping has waited longer than the node timeout; evaluate the cluster state.
+//! every node that has no link; repeat unanswered handshake messages and pings; once a second, ping the node
+//! with the oldest pong among five picked at random; ping every node whose last pong is older than half the
+//! node timeout; drop links that stay silent; flag PFAIL every node whose ping has waited longer than the node
+//! timeout (a primary tells the other primaries at once); run the failover steps (manual failover timeout,
+//! elections, replica migration); evaluate the cluster state and the write lease, pinging primaries when the
+//! lease is about to run out.
 
 use super::{
     ClusterNode, Effect, LogLevel, HANDSHAKE_RETRY_MS, MAX_REJOIN_DELAY_MS, MIN_REJOIN_DELAY_MS,
     RANDOM_PING_INTERVAL_MS, WRITABLE_DELAY_MS,
 };
 use crate::link::{Link, LinkDirection, LinkId};
-use crate::message::MessageKind;
+use crate::message::{Body, GossipEntry, MessageKind};
 use crate::node::{NodeFlags, NodeId, NodeInfo};
 use crate::slot::SLOT_COUNT;
 
@@ -126,6 +129,7 @@ impl ClusterNode {
             }
         }
         let mut update_state = false;
+        let mut newly_pfail = Vec::new();
         for plan in plans {
             if let Some(link) = plan.close {
                 self.close_link(link);
@@ -147,15 +151,74 @@ impl ClusterNode {
                 }
                 self.log(LogLevel::Debug, format!("*** NODE {} possibly failing", plan.id));
                 update_state = true;
+                newly_pfail.push(plan.id);
+            }
+        }
+        if !newly_pfail.is_empty() {
+            self.report_pfail_to_primaries();
+            // "A node flags another node FAIL when it is in PFAIL state for us and a majority of the primaries
+            // reported it within the validity window": the reports may all be in already.
+            for id in newly_pfail {
+                self.mark_failing_if_needed(id, now);
             }
         }
 
-        self.handle_replica_failover(now);
+        // "Abort a manual failover if the timeout is reached."
+        self.check_manual_failover_timeout(now);
+        if self.me().is_replica() {
+            self.handle_manual_failover();
+            self.handle_replica_failover(now);
+        }
+        if self.config.allow_replica_migration && self.me().is_replica() {
+            self.handle_replica_migration(now);
+        }
 
         if update_state || !self.state_ok {
             self.update_state(now);
         }
+        self.refresh_write_lease(now);
+        self.renew_write_lease(now);
         self.finish()
+    }
+
+    /// A primary that has just flagged nodes PFAIL tells the other slot-serving primaries at once, in a PONG
+    /// whose gossip section is the PFAIL nodes, rather than in the pings of the following second. FAIL needs the
+    /// reports of a majority of primaries, so this takes up to a second off every failover; it costs one small
+    /// message per primary per failure.
+    fn report_pfail_to_primaries(&mut self) {
+        if !self.serves_slots() {
+            return;
+        }
+        let reports: Vec<GossipEntry> = self
+            .table
+            .iter()
+            .filter(|n| n.timed_out() && !n.flags.intersects(NodeFlags::HANDSHAKE | NodeFlags::NOADDR))
+            .map(super::gossip::gossip_entry)
+            .collect();
+        let links: Vec<LinkId> = self
+            .table
+            .iter()
+            .filter(|n| !n.is_myself() && n.is_primary() && !n.slots.is_empty() && !n.timed_out())
+            .filter_map(|n| n.link)
+            .collect();
+        for link in links {
+            self.send(link, Body::Pong(reports.clone()));
+        }
+    }
+
+    /// Pings the primaries the write lease needs before it runs out (see `lease.rs`). A pending ping is
+    /// repeated, keeping its original time for failure detection.
+    fn renew_write_lease(&mut self, now: u64) {
+        for (id, link, pending) in self.lease_renewal_targets(now) {
+            let first = self.table.get(&id).map_or(0, |n| n.ping_sent_ms);
+            self.send_ping(link, MessageKind::Ping);
+            if let Some(node) = self.table.get_mut(&id) {
+                if pending {
+                    node.ping_sent_ms = first;
+                }
+                node.ping_repeated_ms = now;
+            }
+        }
     }
 
     /// What the tick does about one node's link and pings (`clusterCron`'s second loop).
@@ -238,12 +301,9 @@ impl ClusterNode {
         self.emit(Effect::Connect { link, ip, bus_port });
     }
 
-    /// Recomputes `cluster_state` and the cluster size (`clusterUpdateState`).
-    pub(super) fn update_state(&mut self, now: u64) {
-        let first = *self.first_state_update_ms.get_or_insert(now);
-        // "Compute the cluster size, that is the number of master nodes serving at least a single slot. At the
-        // same time count the number of reachable masters having at least one slot." (Before the writable delay
-        // below, unlike Redis: the size is the FAIL quorum's base, and a restarted node should not count 1.)
+    /// "Compute the cluster size, that is the number of master nodes serving at least a single slot. At the same
+    /// time count the number of reachable masters having at least one slot."
+    pub(crate) fn count_primaries(&self) -> (usize, usize) {
         let mut size = 0;
         let mut reachable = 0;
         for node in self.table.iter() {
@@ -254,7 +314,18 @@ impl ClusterNode {
                 }
             }
         }
+        (size, reachable)
+    }
+
+    /// Recomputes `cluster_state` and the cluster size (`clusterUpdateState`).
+    pub(super) fn update_state(&mut self, now: u64) {
+        let first = *self.first_state_update_ms.get_or_insert(now);
+        // (Before the writable delay below, unlike Redis: the size is the FAIL quorum's base, and a restarted
+        // node should not count 1.)
+        let (size, reachable) = self.count_primaries();
         self.size = size;
+        // The lease's quorum follows the size.
+        self.refresh_write_lease(now);
         // "If this is a master node, wait some time before turning the state into OK, since it is not a good
         // idea to rejoin the cluster as a writable master, after a reboot, without giving the cluster a chance
         // to reconfigure this node."

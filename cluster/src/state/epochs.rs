@@ -174,9 +174,16 @@ impl ClusterNode {
         let me = self.me_mut();
         me.primary = Some(primary);
         me.shard_id = shard;
+        if let Some(target) = self.table.get_mut(&primary) {
+            // It has a replica now: a target for replica migration once orphaned (`clusterNodeAddSlave`).
+            target.flags.insert(NodeFlags::MIGRATE_TO);
+        }
         if let Some(ip) = ip {
             self.emit(Effect::ReplicateFrom { primary, ip, port });
         }
+        // A manual failover of ours, on either side, is over: a paused primary resumes (as a replica it will
+        // redirect the writes it was holding).
+        self.reset_manual_failover();
         self.save();
         self.update_state_later();
     }

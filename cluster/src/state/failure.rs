@@ -106,6 +106,8 @@ impl ClusterNode {
         self.broadcast(Body::Fail { id });
         self.save();
         self.update_state_later();
+        // Our primary may be the one: schedule the election now rather than at the next tick.
+        self.failover_pending = true;
     }
 
     /// A FAIL node answered a ping: clear the flag if the specification allows (`clearNodeFailureIfNeeded`).

@@ -63,9 +63,15 @@ impl ClusterNode {
         let sender = self.sender_of(link, record, hdr.sender);
         let known = sender.filter(|id| self.table.get(id).is_some_and(|n| !n.in_handshake()));
 
+        // The write lease counts any message from a primary as hearing from it; when it is about to end, first
+        // note whether it already had.
+        let renew_lease = sender.is_some_and(|id| self.lease_check_before_message(id, now));
         if let Some(node) = sender.and_then(|id| self.table.get_mut(&id)) {
             // Any traffic proves the node alive, not only pongs.
             node.data_received_ms = now;
+        }
+        if renew_lease {
+            self.refresh_write_lease(now);
         }
         let mut sender_config_epoch = Epoch::ZERO;
         if let Some(id) = known {
@@ -83,6 +89,9 @@ impl ClusterNode {
             if let Some(node) = self.table.get_mut(&id) {
                 node.repl_offset = hdr.repl_offset;
             }
+            // "If we are a slave performing a manual failover and our master sent its offset while already
+            // paused, populate the MF state."
+            self.note_paused_primary_offset(id, &hdr);
         }
 
         match body {
@@ -101,8 +110,9 @@ impl ClusterNode {
                 self.process_update(id, config_epoch, &slots);
             }
             Body::FailoverAuthRequest | Body::FailoverAuthAck | Body::MfStart => {
-                if sender.is_some() {
-                    self.process_failover_message(kind, &hdr);
+                // "We don't know that node": ignored, as Redis does.
+                if let Some(id) = known {
+                    self.process_failover_message(kind, id, &hdr, link);
                 }
             }
         }
@@ -346,6 +356,11 @@ impl ClusterNode {
                             self.save();
                         }
                     }
+                    // A primary that has (had) a replica is a target for replica migration once orphaned
+                    // (`clusterNodeAddSlave`).
+                    if let Some(p) = self.table.get_mut(&primary) {
+                        p.flags.insert(NodeFlags::MIGRATE_TO);
+                    }
                 }
             }
             // A node cannot replicate itself; ignore the claim.
@@ -533,6 +548,8 @@ impl ClusterNode {
         );
         self.save();
         self.update_state_later();
+        // Our primary may be the one: schedule the election now rather than at the next tick.
+        self.failover_pending = true;
     }
 
     /// UPDATE: someone tells us a node's slots under a newer config epoch than we have for it.
@@ -661,7 +678,7 @@ impl ClusterNode {
     }
 }
 
-fn gossip_entry(node: &NodeInfo) -> GossipEntry {
+pub(super) fn gossip_entry(node: &NodeInfo) -> GossipEntry {
     GossipEntry {
         id: node.id,
         ip: node.ip,

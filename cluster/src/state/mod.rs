@@ -11,7 +11,8 @@
 //! - `cron.rs`: the periodic tick (reconnects, pings, timeouts, cluster state);
 //! - `admin.rs`: the CLUSTER subcommands that change state;
 //! - `report.rs`: CLUSTER NODES / INFO / SLOTS / SHARDS / LINKS / REPLICAS output;
-//! - `failover.rs`: the (empty) extension point for replica elections.
+//! - `failover.rs`: replica elections and votes, manual failover (`CLUSTER FAILOVER`), replica migration;
+//! - `lease.rs`: the write lease, Shoal's bound on writes a primary cut off from the majority accepts.
 
 mod admin;
 mod cron;
@@ -19,6 +20,7 @@ mod epochs;
 mod failover;
 mod failure;
 mod gossip;
+mod lease;
 mod report;
 
 use std::collections::BTreeMap;
@@ -28,13 +30,17 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use crate::link::{Link, LinkDirection, LinkId};
-use crate::message::{Body, Header, Message, MessageKind};
+use crate::message::{Body, Header, Message, MessageKind, MFLAG_PAUSED};
 use crate::node::{Epoch, NodeFlags, NodeId, NodeInfo, ShardId};
 use crate::slot::Slot;
 use crate::slots::SlotRanges;
 use crate::table::NodeTable;
 
 pub use admin::SetSlot;
+pub use failover::{
+    FailoverMode, FailoverStats, ELECTION_DELAY_MS, ELECTION_RANK_STEP_MS, MANUAL_FAILOVER_PAUSE_MULT,
+    MANUAL_FAILOVER_TIMEOUT_MS, REPLICA_MIGRATION_DELAY_MS,
+};
 pub use report::{ShardEntry, ShardNode, SlotsEntry, SlotsNode};
 
 /// Redis's default `cluster-node-timeout`, in ms.
@@ -62,6 +68,12 @@ pub const HANDSHAKE_RETRY_MS: u64 = 500;
 pub const RANDOM_PING_INTERVAL_MS: u64 = 1_000;
 /// The recommended tick interval (Redis's `clusterCron` runs ten times a second), in ms.
 pub const TICK_INTERVAL_MS: u64 = 100;
+/// Redis's default `cluster-replica-validity-factor`.
+pub const DEFAULT_REPLICA_VALIDITY_FACTOR: u64 = 10;
+/// Redis's default `repl-ping-replica-period` (10 s), in ms: the base of the replica validity formula.
+pub const DEFAULT_REPL_PING_REPLICA_PERIOD_MS: u64 = 10_000;
+/// Redis's default `cluster-migration-barrier`.
+pub const DEFAULT_MIGRATION_BARRIER: usize = 1;
 
 /// The cluster options of `redis.conf` that the state machine needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +99,15 @@ pub struct ClusterConfig {
     pub allow_replica_migration: bool,
     /// `cluster-replica-no-failover`.
     pub replica_no_failover: bool,
+    /// `cluster-replica-validity-factor`: a replica whose data is older than `repl_ping_replica_period_ms +
+    /// node_timeout_ms * factor` (not counting the node timeout it took to flag its primary FAIL) does not try
+    /// to fail over automatically; 0 lets any replica try.
+    pub replica_validity_factor: u64,
+    /// `repl-ping-replica-period`, in ms (the base of the validity formula above).
+    pub repl_ping_replica_period_ms: u64,
+    /// `cluster-migration-barrier`: a primary keeps at least this many working replicas before one of them
+    /// migrates to an orphaned primary.
+    pub migration_barrier: usize,
 }
 
 impl ClusterConfig {
@@ -104,6 +125,9 @@ impl ClusterConfig {
             require_full_coverage: true,
             allow_replica_migration: true,
             replica_no_failover: false,
+            replica_validity_factor: DEFAULT_REPLICA_VALIDITY_FACTOR,
+            repl_ping_replica_period_ms: DEFAULT_REPL_PING_REPLICA_PERIOD_MS,
+            migration_barrier: DEFAULT_MIGRATION_BARRIER,
         }
     }
 
@@ -142,9 +166,20 @@ pub enum Effect {
     /// Become (or stay, with a new address) a replica of `primary`, replicating from `ip:port`. (While the
     /// primary's address is unknown this comes later, once it is learned.)
     ReplicateFrom { primary: NodeId, ip: IpAddr, port: u16 },
-    /// Stop replicating: this node is a primary now (CLUSTER RESET of a replica also empties the data, as the
-    /// server decides).
+    /// Stop replicating: this node is a primary now (it won an election, took over with CLUSTER FAILOVER
+    /// TAKEOVER, or a replica was reset) and serves the slots of its former primary with the data it has; it
+    /// starts a new replication history as Redis does on promotion. (CLUSTER RESET of a replica also empties the
+    /// data, as the server decides.)
     BecomePrimary,
+    /// Manual failover, primary side (a replica sent MFSTART): stop accepting writes until `until_ms` (this
+    /// node's clock, unix ms) or [`Effect::ResumeWrites`], whichever comes first. Clients wait rather than
+    /// fail, as under `CLIENT PAUSE WRITE`. Once no write is in flight any more, report the replication offset
+    /// the writes stopped at with [`ClusterNode::on_writes_paused`]: the replica takes over once it has that
+    /// offset, so no acknowledged write is lost.
+    PauseWrites { until_ms: u64 },
+    /// The pause of [`Effect::PauseWrites`] ends (the failover finished, timed out or was replaced): accept
+    /// writes again (those for slots this node lost are redirected by the routing as usual).
+    ResumeWrites,
     /// This node lost these slots to a newer configuration while staying a primary: delete their keys.
     DeleteKeysInSlots(SlotRanges),
     /// A line for the server log.
@@ -181,6 +216,24 @@ pub struct ClusterNode {
     /// Counts pings built, to keep a node out of one gossip section twice.
     pub(crate) pings_built: u64,
     pub(crate) my_repl_offset: u64,
+    /// When this replica last heard from its primary on the replication link (Redis's `lastinteraction`, or
+    /// `repl_down_since` while the link is down), unix ms; 0 = never (its data is as old as can be).
+    pub(crate) repl_last_interaction_ms: u64,
+    /// The replica's current or last election.
+    pub(crate) election: failover::Election,
+    /// A manual failover in progress (either side).
+    pub(crate) manual: failover::ManualFailover,
+    /// Run the failover logic before the batch is handed out (a FAIL, a vote or a manual-failover step
+    /// arrived): Redis's `CLUSTER_TODO_HANDLE_FAILOVER`.
+    pub(crate) failover_pending: bool,
+    pub(crate) failover_stats: FailoverStats,
+    /// The write lease (`lease.rs`): until when this primary may accept writes, as last computed.
+    pub(crate) write_lease_until_ms: u64,
+    /// Whether this node served slots as a primary when the lease was last computed.
+    pub(crate) write_lease_holder: bool,
+    /// The last moment this primary was seen without a lease (0: never); writes resume only a rejoin delay
+    /// after it.
+    pub(crate) write_fenced_ms: u64,
     /// The time of the latest input.
     pub(crate) now_ms: u64,
 }
@@ -238,6 +291,14 @@ impl ClusterNode {
             among_minority_ms: 0,
             pings_built: 0,
             my_repl_offset: 0,
+            repl_last_interaction_ms: 0,
+            election: failover::Election::default(),
+            manual: failover::ManualFailover::default(),
+            failover_pending: false,
+            failover_stats: FailoverStats::default(),
+            write_lease_until_ms: 0,
+            write_lease_holder: false,
+            write_fenced_ms: 0,
             now_ms,
         }
     }
@@ -324,7 +385,8 @@ impl ClusterNode {
     }
 
     /// `cluster_state:ok`: with `cluster-require-full-coverage`, every slot served by a node not flagged FAIL;
-    /// and this node sees a majority of the slot-serving primaries.
+    /// and this node sees a majority of the slot-serving primaries. Reads and writes both need it; writes also
+    /// need the write lease ([`Self::accepts_writes`]).
     pub fn cluster_state_ok(&self) -> bool {
         self.state_ok
     }
@@ -367,9 +429,21 @@ impl ClusterNode {
     // Inputs from the driver
     // ------------------------------------------------------------------------------------------------------
 
-    /// The replication offset this node has reached (announced for replica ranking, shown by CLUSTER SHARDS).
+    /// The replication offset this node has reached: a primary's `master_repl_offset`, a replica's processed
+    /// offset. Announced in every header (replicas are ranked by it in elections, a manual failover waits for
+    /// it) and shown by CLUSTER SHARDS. Call it before every tick, and whenever it changes during a manual
+    /// failover.
     pub fn set_repl_offset(&mut self, offset: u64) {
         self.my_repl_offset = offset;
+    }
+
+    /// A replica's last contact with its primary on the replication link, unix ms: the last time data or a
+    /// ping came from the primary while the link is up, the time it went down while it is down (Redis's
+    /// `master->lastinteraction` and `repl_down_since`). A replica that never synced leaves it at 0 and never
+    /// fails over automatically (its data is too old, per `cluster-replica-validity-factor`). Call it before
+    /// every tick.
+    pub fn set_repl_last_interaction(&mut self, at_ms: u64) {
+        self.repl_last_interaction_ms = at_ms;
     }
 
     /// Counts a link the driver closed because its send buffer went over the limit (CLUSTER INFO's
@@ -471,8 +545,12 @@ impl ClusterNode {
         self.update_state_pending = true;
     }
 
-    /// Ends an input: runs the pending state update and hands out the effects.
+    /// Ends an input: runs the pending failover step and state update, and hands out the effects.
     fn finish(&mut self) -> Vec<Effect> {
+        if std::mem::take(&mut self.failover_pending) {
+            self.handle_manual_failover();
+            self.handle_replica_failover(self.now_ms);
+        }
         if self.update_state_pending {
             self.update_state_pending = false;
             self.update_state(self.now_ms);
@@ -522,8 +600,10 @@ impl ClusterNode {
         link.and_then(|l| self.links.get(&l)).is_some_and(|l| l.established)
     }
 
-    /// Our header, as every message carries it. A replica announces its primary's slots and config epoch.
+    /// Our header, as every message carries it. A replica announces its primary's slots and config epoch; a
+    /// primary paused for a manual failover flags it ([`MFLAG_PAUSED`]) with the offset its writes stopped at.
     fn build_header(&self) -> Header {
+        let paused_offset = self.manual.paused_offset.filter(|_| self.me().is_primary());
         let me = self.me();
         let primary = if me.is_replica() {
             me.primary.and_then(|id| self.table.get(&id))
@@ -543,9 +623,9 @@ impl ClusterNode {
             bus_port: me.bus_port,
             hostname: me.hostname.clone(),
             shard_id: me.shard_id,
-            repl_offset: self.my_repl_offset,
+            repl_offset: paused_offset.unwrap_or(self.my_repl_offset),
             cluster_ok: self.state_ok,
-            mflags: 0,
+            mflags: if paused_offset.is_some() { MFLAG_PAUSED } else { 0 },
         }
     }
 
@@ -555,13 +635,13 @@ impl ClusterNode {
         self.send_flagged(link, body, 0);
     }
 
-    /// As [`Self::send`], with message flags in the header.
+    /// As [`Self::send`], with message flags added to the header's.
     fn send_flagged(&mut self, link: LinkId, body: Body, mflags: u8) {
         if !self.link_established(Some(link)) {
             return;
         }
         let mut header = self.build_header();
-        header.mflags = mflags;
+        header.mflags |= mflags;
         let msg = Message { header, body };
         if let Some(count) = self.messages_sent.get_mut(msg.kind() as usize) {
             *count += 1;
@@ -571,6 +651,11 @@ impl ClusterNode {
 
     /// Sends to every node we have a link to, except handshakes (`clusterBroadcastMessage`).
     fn broadcast(&mut self, body: Body) {
+        self.broadcast_flagged(body, 0);
+    }
+
+    /// As [`Self::broadcast`], with message flags added to the header's.
+    fn broadcast_flagged(&mut self, body: Body, mflags: u8) {
         let targets: Vec<LinkId> = self
             .table
             .iter()
@@ -578,7 +663,7 @@ impl ClusterNode {
             .filter_map(|n| n.link)
             .collect();
         for link in targets {
-            self.send(link, body.clone());
+            self.send_flagged(link, body.clone(), mflags);
         }
     }
 

@@ -1085,3 +1085,603 @@ fn failure_report_records_are_refreshed_not_duplicated() {
         }]
     );
 }
+
+// ---- Failover: votes ---------------------------------------------------------------------------------------
+
+/// A request for votes from `candidate`, a replica of `primary`, for `epoch`, claiming `slots` under
+/// `config_epoch`.
+fn auth_request(candidate: &str, primary: &str, epoch: u64, config_epoch: u64, slots: SlotRanges) -> Message {
+    let mut msg = message(candidate, config_epoch, slots, Some(primary), Body::FailoverAuthRequest);
+    msg.header.current_epoch = Epoch(epoch);
+    msg
+}
+
+fn b_slots() -> SlotRanges {
+    SlotRanges::range(slot(4096), slot(8191))
+}
+
+/// [`four_primaries`] (A is myself) with B flagged FAIL by C's word.
+fn voter_with_b_failed() -> ClusterNode {
+    let mut node = four_primaries();
+    let from_c = node.accept_link(addr("10.0.0.3"), addr("10.0.0.1"), NOW);
+    node.on_message(
+        from_c,
+        message(C, 3, SlotRanges::new(), None, Body::Fail { id: id(B) }),
+        NOW,
+    );
+    node
+}
+
+fn acks(effects: &[Effect]) -> usize {
+    sends(effects)
+        .iter()
+        .filter(|(_, m)| m.body == Body::FailoverAuthAck)
+        .count()
+}
+
+#[test]
+fn a_primary_votes_once_per_epoch_and_saves_the_vote_before_sending_it() {
+    let mut node = voter_with_b_failed();
+    let from_e = node.accept_link(addr("10.0.0.5"), addr("10.0.0.1"), NOW);
+    let effects = node.on_message(from_e, auth_request(E, B, 5, 2, b_slots()), NOW + 10);
+    assert_eq!(acks(&effects), 1);
+    assert_eq!(
+        effects.first(),
+        Some(&Effect::SaveConfig),
+        "persisted before the ack leaves"
+    );
+    assert_eq!(node.last_vote_epoch(), Epoch(5));
+    assert!(node.nodes_conf_text().ends_with("lastVoteEpoch 5\n"));
+    // The same epoch again: refused.
+    let effects = node.on_message(from_e, auth_request(E, B, 5, 2, b_slots()), NOW + 20);
+    assert_eq!(acks(&effects), 0);
+    assert_eq!(node.failover_stats().votes_granted, 1);
+}
+
+#[test]
+fn no_vote_for_another_replica_of_the_same_primary_within_two_node_timeouts() {
+    const G: &str = "9999999999999999999999999999999999999999";
+    let mut node = voter_with_b_failed();
+    // G, a second replica of B, learned from B's replica E.
+    let from_e = node.accept_link(addr("10.0.0.5"), addr("10.0.0.1"), NOW);
+    let from_g = node.accept_link(addr("10.0.0.7"), addr("10.0.0.1"), NOW);
+    let mut hello = message(G, 2, b_slots(), Some(B), Body::Ping(vec![]));
+    let mut gossip = gossip_about(&node, E, NodeFlags::empty());
+    gossip.id = id(G);
+    gossip.ip = Some(addr("10.0.0.7"));
+    node.on_message(from_e, ping_from(&node, E, vec![gossip]), NOW);
+    hello.header.ip = Some(addr("10.0.0.7"));
+    node.on_message(from_g, hello, NOW);
+    assert_eq!(node.lookup(G).unwrap().primary, Some(id(B)));
+
+    assert_eq!(
+        acks(&node.on_message(from_e, auth_request(E, B, 5, 2, b_slots()), NOW)),
+        1
+    );
+    // Another replica of B: not within two node timeouts.
+    assert_eq!(
+        acks(&node.on_message(from_g, auth_request(G, B, 6, 2, b_slots()), NOW + 3_999)),
+        0
+    );
+    // The same replica again, in a new epoch (its election collided with another shard's): yes.
+    assert_eq!(
+        acks(&node.on_message(from_e, auth_request(E, B, 7, 2, b_slots()), NOW + 100)),
+        1
+    );
+    // Two node timeouts after the last vote, anyone.
+    assert_eq!(
+        acks(&node.on_message(from_g, auth_request(G, B, 8, 2, b_slots()), NOW + 4_101)),
+        1
+    );
+}
+
+#[test]
+fn votes_are_refused_as_the_specification_says() {
+    // The primary is up.
+    let mut node = four_primaries();
+    let from_e = node.accept_link(addr("10.0.0.5"), addr("10.0.0.1"), NOW);
+    assert_eq!(
+        acks(&node.on_message(from_e, auth_request(E, B, 5, 2, b_slots()), NOW)),
+        0
+    );
+    // ... unless the request is a manual failover's (FORCEACK).
+    let mut forced = auth_request(E, B, 6, 2, b_slots());
+    forced.header.mflags = crate::message::MFLAG_FORCE_ACK;
+    assert_eq!(acks(&node.on_message(from_e, forced, NOW)), 1);
+
+    // An epoch older than ours.
+    let mut node = voter_with_b_failed();
+    let from_e = node.accept_link(addr("10.0.0.5"), addr("10.0.0.1"), NOW);
+    let from_c = node.accept_link(addr("10.0.0.3"), addr("10.0.0.1"), NOW);
+    let mut newer = ping_from(&node, C, vec![]);
+    newer.header.current_epoch = Epoch(9);
+    node.on_message(from_c, newer, NOW);
+    assert_eq!(
+        acks(&node.on_message(from_e, auth_request(E, B, 8, 2, b_slots()), NOW)),
+        0
+    );
+
+    // Slots claimed under an older config epoch than their owner's.
+    let mut node = voter_with_b_failed();
+    let from_e = node.accept_link(addr("10.0.0.5"), addr("10.0.0.1"), NOW);
+    let stale = auth_request(E, B, 5, 1, SlotRanges::range(slot(4096), slot(8192)));
+    assert_eq!(
+        acks(&node.on_message(from_e, stale, NOW)),
+        0,
+        "slot 8192 is C's, epoch 3 > 1"
+    );
+
+    // The candidate is a primary.
+    let mut node = voter_with_b_failed();
+    let from_d = node.accept_link(addr("10.0.0.4"), addr("10.0.0.1"), NOW);
+    let mut from_primary = message(D, 4, SlotRanges::new(), None, Body::FailoverAuthRequest);
+    from_primary.header.current_epoch = Epoch(5);
+    assert_eq!(acks(&node.on_message(from_d, from_primary, NOW)), 0);
+}
+
+#[test]
+fn a_primary_that_still_talks_to_the_voter_is_not_replaced_whatever_its_fail_flag_says() {
+    let mut node = voter_with_b_failed();
+    let from_b = node.accept_link(addr("10.0.0.2"), addr("10.0.0.1"), NOW);
+    node.on_message(from_b, ping_from(&node, B, vec![]), NOW + 100);
+    assert!(node.lookup(B).unwrap().is_failed(), "a primary's FAIL lingers");
+    let from_e = node.accept_link(addr("10.0.0.5"), addr("10.0.0.1"), NOW);
+    let request = auth_request(E, B, 5, 2, b_slots());
+    assert_eq!(acks(&node.on_message(from_e, request, NOW + 2_000)), 0);
+    let request = auth_request(E, B, 6, 2, b_slots());
+    assert_eq!(
+        acks(&node.on_message(from_e, request, NOW + 2_101)),
+        1,
+        "silent for the node timeout"
+    );
+}
+
+#[test]
+fn replicas_and_primaries_without_slots_do_not_vote() {
+    let text = format!(
+        "{E} 10.0.0.5:30005@40005 myself,slave {B} 0 0 2 connected\n\
+         {B} 10.0.0.2:30002@40002 master,fail - 0 0 2 connected 0-16383\n\
+         {C} 10.0.0.3:30003@40003 slave {B} 0 0 2 connected\n\
+         vars currentEpoch 4 lastVoteEpoch 0\n"
+    );
+    let mut node =
+        ClusterNode::from_nodes_file(ClusterConfig::new(30005), &NodesFile::parse(&text).unwrap(), 1, NOW).unwrap();
+    let from_c = node.accept_link(addr("10.0.0.3"), addr("10.0.0.5"), NOW);
+    let request = auth_request(C, B, 5, 2, SlotRanges::all());
+    assert_eq!(acks(&node.on_message(from_c, request, NOW)), 0);
+    assert_eq!(node.last_vote_epoch(), Epoch(0));
+}
+
+// ---- Failover: elections -----------------------------------------------------------------------------------
+
+/// E (myself), a synced replica of B, in a cluster of primaries A, B, C, D; every node connected and heard
+/// from at `NOW`, replication offset 100.
+fn replica_of_b() -> (ClusterNode, BTreeMap<NodeId, LinkId>) {
+    let text = format!(
+        "{E} 10.0.0.5:30005@40005 myself,slave {B} 0 0 2 connected\n\
+         {A} 10.0.0.1:30001@40001 master - 0 {NOW} 1 connected 0-4095\n\
+         {B} 10.0.0.2:30002@40002 master - 0 {NOW} 2 connected 4096-8191\n\
+         {C} 10.0.0.3:30003@40003 master - 0 {NOW} 3 connected 8192-12287\n\
+         {D} 10.0.0.4:30004@40004 master - 0 {NOW} 4 connected 12288-16383\n\
+         vars currentEpoch 4 lastVoteEpoch 0\n"
+    );
+    let mut config = ClusterConfig::new(30005);
+    config.node_timeout_ms = 2_000;
+    let mut node = ClusterNode::from_nodes_file(config, &NodesFile::parse(&text).unwrap(), 3, NOW).unwrap();
+    node.take_effects();
+    // Running for a while: past the writable delay of a fresh start.
+    node.first_state_update_ms = Some(NOW - 10_000);
+    node.set_repl_offset(100);
+    node.set_repl_last_interaction(NOW);
+    let links = connect_all(&mut node, NOW);
+    for who in [A, C, D] {
+        let link = links[&id(who)];
+        node.on_message(link, pong_from(&node, who), NOW);
+    }
+    (node, links)
+}
+
+fn pong_from(node: &ClusterNode, who: &str) -> Message {
+    let mut msg = ping_from(node, who, vec![]);
+    msg.body = Body::Pong(vec![]);
+    msg
+}
+
+fn fail_b(node: &mut ClusterNode, links: &BTreeMap<NodeId, LinkId>, at: u64) -> Vec<Effect> {
+    node.on_message(
+        links[&id(A)],
+        message(A, 1, SlotRanges::new(), None, Body::Fail { id: id(B) }),
+        at,
+    )
+}
+
+fn requests(effects: &[Effect]) -> Vec<&Message> {
+    sends(effects)
+        .into_iter()
+        .filter(|(_, m)| m.body == Body::FailoverAuthRequest)
+        .map(|(_, m)| m)
+        .collect()
+}
+
+fn ack_from(who: &str, epoch: u64) -> Message {
+    let mut msg = message(who, 1, SlotRanges::new(), None, Body::FailoverAuthAck);
+    msg.header.current_epoch = Epoch(epoch);
+    msg
+}
+
+#[test]
+fn a_replica_of_a_failed_primary_asks_after_the_fixed_delay_and_wins_with_a_majority() {
+    let (mut node, links) = replica_of_b();
+    let t = NOW + 200;
+    assert!(
+        requests(&fail_b(&mut node, &links, t)).is_empty(),
+        "rank 0 waits the fixed delay"
+    );
+    assert!(requests(&node.on_tick(t + ELECTION_DELAY_MS - 1)).is_empty());
+    let effects = node.on_tick(t + ELECTION_DELAY_MS);
+    let asked = requests(&effects);
+    assert_eq!(asked.len(), links.len(), "every node is asked");
+    assert_eq!(
+        effects.first(),
+        Some(&Effect::SaveConfig),
+        "the new epoch is saved first"
+    );
+    let header = &asked[0].header;
+    assert_eq!(header.current_epoch, Epoch(5));
+    assert_eq!((header.config_epoch, &header.slots), (Epoch(2), &b_slots()));
+    assert_eq!(header.mflags & crate::message::MFLAG_FORCE_ACK, 0);
+
+    // Quorum: 4 slot-serving primaries / 2 + 1 = 3 votes.
+    let at = t + ELECTION_DELAY_MS + 5;
+    node.on_message(links[&id(A)], ack_from(A, 5), at);
+    node.on_message(links[&id(C)], ack_from(C, 5), at);
+    node.on_message(links[&id(C)], ack_from(C, 5), at);
+    assert!(node.is_replica(), "a voter counts once");
+    let effects = node.on_message(links[&id(D)], ack_from(D, 5), at);
+    assert!(effects.contains(&Effect::BecomePrimary));
+    assert_eq!(effects.first(), Some(&Effect::SaveConfig));
+    let me = node.myself();
+    assert!(me.is_primary() && me.primary.is_none());
+    assert_eq!((me.config_epoch, &me.slots), (Epoch(5), &b_slots()));
+    let pongs = sends(&effects)
+        .iter()
+        .filter(|(_, m)| matches!(m.body, Body::Pong(_)))
+        .count();
+    assert_eq!(pongs, links.len(), "the new configuration is broadcast");
+    assert!(node.accepts_writes(at), "the votes prove a majority: writes at once");
+    assert_eq!(node.failover_stats().elections_won, 1);
+}
+
+#[test]
+fn ranks_follow_the_replication_offset_with_ties_broken_by_id() {
+    let (mut node, links) = replica_of_b();
+    // A sibling, F, with a greater offset: we rank second.
+    const F: &str = "ffffffffffffffffffffffffffffffffffffffff";
+    let mut gossip = gossip_about(&node, A, NodeFlags::empty());
+    gossip.id = id(F);
+    gossip.ip = Some(addr("10.0.0.6"));
+    gossip.flags = NodeFlags::REPLICA;
+    node.on_message(links[&id(A)], ping_from(&node, A, vec![gossip]), NOW);
+    let from_f = node.accept_link(addr("10.0.0.6"), addr("10.0.0.5"), NOW);
+    let mut hello = message(F, 2, b_slots(), Some(B), Body::Ping(vec![]));
+    hello.header.repl_offset = 101;
+    node.on_message(from_f, hello.clone(), NOW);
+    assert_eq!(node.replica_rank(), 1);
+    // Equal offsets: the smaller id (E < F) goes first.
+    hello.header.repl_offset = 100;
+    node.on_message(from_f, hello, NOW);
+    assert_eq!(node.replica_rank(), 0);
+}
+
+#[test]
+fn a_replica_with_the_second_rank_waits_one_step_more() {
+    let (mut node, links) = replica_of_b();
+    const F: &str = "0fffffffffffffffffffffffffffffffffffffff";
+    let mut gossip = gossip_about(&node, A, NodeFlags::empty());
+    gossip.id = id(F);
+    gossip.ip = Some(addr("10.0.0.6"));
+    gossip.flags = NodeFlags::REPLICA;
+    node.on_message(links[&id(A)], ping_from(&node, A, vec![gossip]), NOW);
+    let from_f = node.accept_link(addr("10.0.0.6"), addr("10.0.0.5"), NOW);
+    let mut hello = message(F, 2, b_slots(), Some(B), Body::Ping(vec![]));
+    hello.header.repl_offset = 100;
+    node.on_message(from_f, hello, NOW);
+    let t = NOW + 200;
+    fail_b(&mut node, &links, t);
+    let due = t + ELECTION_DELAY_MS + ELECTION_RANK_STEP_MS;
+    assert!(
+        requests(&node.on_tick(due - 1)).is_empty(),
+        "F (same offset, smaller id) asks first"
+    );
+    assert_eq!(requests(&node.on_tick(due)).len(), links.len());
+}
+
+#[test]
+fn an_election_without_a_majority_expires_and_is_retried_two_node_timeouts_later() {
+    let (mut node, links) = replica_of_b();
+    let t = NOW + 200;
+    fail_b(&mut node, &links, t);
+    assert_eq!(requests(&node.on_tick(t + 100)).len(), links.len());
+    // Two votes of three; then keep the others talking so that the replica still reaches a majority.
+    node.on_message(links[&id(A)], ack_from(A, 5), t + 105);
+    let mut retried_at = None;
+    let mut now = t + 200;
+    while now < t + 6_000 {
+        for who in [A, C, D] {
+            node.on_message(links[&id(who)], pong_from(&node, who), now);
+        }
+        if !requests(&node.on_tick(now)).is_empty() {
+            retried_at = Some(now);
+            break;
+        }
+        now += 100;
+    }
+    let retried_at = retried_at.expect("a new attempt");
+    assert!(
+        retried_at > t + 100 + 4_000,
+        "not before two node timeouts: {}",
+        retried_at - t
+    );
+    assert_eq!(node.current_epoch(), Epoch(6), "one new epoch per attempt");
+}
+
+#[test]
+fn a_replica_cut_off_from_the_majority_never_asks_nor_raises_its_epoch() {
+    let (mut node, links) = replica_of_b();
+    // B is FAIL, but nothing has been heard from A, C or D for longer than the node timeout.
+    let t = NOW + 2_500;
+    fail_b(&mut node, &links, t - 400);
+    let mut now = t;
+    while now < t + 30_000 {
+        assert!(requests(&node.on_tick(now)).is_empty());
+        now += 100;
+    }
+    assert_eq!(node.current_epoch(), Epoch(4));
+    assert_eq!(node.failover_stats().elections_started, 0);
+}
+
+#[test]
+fn nofailover_and_stale_data_keep_a_replica_from_failing_over_automatically() {
+    let (mut node, links) = replica_of_b();
+    node.config.replica_no_failover = true;
+    fail_b(&mut node, &links, NOW + 200);
+    assert!(requests(&node.on_tick(NOW + 400)).is_empty());
+
+    let (mut node, links) = replica_of_b();
+    // Last heard from its primary 33 s ago: older than 10 s + 10 node timeouts past the node timeout.
+    node.set_repl_last_interaction(NOW - 33_000);
+    fail_b(&mut node, &links, NOW + 200);
+    for now in (NOW + 300..NOW + 1_000).step_by(100) {
+        assert!(requests(&node.on_tick(now)).is_empty());
+    }
+    // A forced manual failover ignores the data age.
+    node.failover(FailoverMode::Force, NOW + 1_000).unwrap();
+    let effects = node.take_effects();
+    let asked = requests(&effects);
+    assert_eq!(asked.len(), links.len());
+    assert_ne!(asked[0].header.mflags & crate::message::MFLAG_FORCE_ACK, 0);
+}
+
+// ---- Failover: manual --------------------------------------------------------------------------------------
+
+/// A (myself), a primary with replica F; B and C primaries.
+fn primary_with_replica() -> (ClusterNode, BTreeMap<NodeId, LinkId>) {
+    const F: &str = "ffffffffffffffffffffffffffffffffffffffff";
+    let text = format!(
+        "{A} 10.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460\n\
+         {B} 10.0.0.2:30002@40002 master - 0 {NOW} 2 connected 5461-10922\n\
+         {C} 10.0.0.3:30003@40003 master - 0 {NOW} 3 connected 10923-16383\n\
+         {F} 10.0.0.6:30006@40006 slave {A} 0 {NOW} 1 connected\n\
+         vars currentEpoch 3 lastVoteEpoch 0\n"
+    );
+    let mut config = ClusterConfig::new(30001);
+    config.node_timeout_ms = 2_000;
+    let mut node = ClusterNode::from_nodes_file(config, &NodesFile::parse(&text).unwrap(), 3, NOW).unwrap();
+    node.take_effects();
+    let links = connect_all(&mut node, NOW);
+    (node, links)
+}
+
+#[test]
+fn mfstart_pauses_writes_and_the_paused_offset_goes_to_the_replica() {
+    const F: &str = "ffffffffffffffffffffffffffffffffffffffff";
+    let (mut node, links) = primary_with_replica();
+    node.set_repl_offset(500);
+    let from_f = node.accept_link(addr("10.0.0.6"), addr("10.0.0.1"), NOW);
+    let effects = node.on_message(
+        from_f,
+        message(F, 1, SlotRanges::new(), Some(A), Body::MfStart),
+        NOW + 10,
+    );
+    let pause = MANUAL_FAILOVER_TIMEOUT_MS * MANUAL_FAILOVER_PAUSE_MULT;
+    assert!(effects.contains(&Effect::PauseWrites {
+        until_ms: NOW + 10 + pause
+    }));
+    assert_eq!(
+        node.build_header().mflags & crate::message::MFLAG_PAUSED,
+        0,
+        "not before the driver says"
+    );
+    // The driver paused; writes stopped at 512.
+    let effects = node.on_writes_paused(512, NOW + 11);
+    let to_f: Vec<_> = sends(&effects)
+        .into_iter()
+        .filter(|(l, _)| *l == links[&id(F)])
+        .collect();
+    assert_eq!(to_f.len(), 1, "a ping at once");
+    assert_ne!(to_f[0].1.header.mflags & crate::message::MFLAG_PAUSED, 0);
+    assert_eq!(to_f[0].1.header.repl_offset, 512);
+    // Abandoned after the timeout: writes resume.
+    let effects = node.on_tick(NOW + 10 + MANUAL_FAILOVER_TIMEOUT_MS + 1);
+    assert!(effects.contains(&Effect::ResumeWrites));
+    assert_eq!(node.build_header().mflags & crate::message::MFLAG_PAUSED, 0);
+}
+
+#[test]
+fn cluster_failover_waits_for_the_paused_offset_then_asks_with_forceack() {
+    let (mut node, links) = replica_of_b();
+    node.failover(FailoverMode::Default, NOW + 10).unwrap();
+    let effects = node.take_effects();
+    let mfstart: Vec<_> = sends(&effects)
+        .into_iter()
+        .filter(|(_, m)| m.body == Body::MfStart)
+        .collect();
+    assert_eq!(mfstart.len(), 1);
+    assert_eq!(mfstart[0].0, links[&id(B)]);
+    // B pauses at offset 180; we are at 100.
+    let mut paused = ping_from(&node, B, vec![]);
+    paused.header.mflags = crate::message::MFLAG_PAUSED;
+    paused.header.repl_offset = 180;
+    assert!(requests(&node.on_message(links[&id(B)], paused, NOW + 20)).is_empty());
+    assert!(requests(&node.on_tick(NOW + 100)).is_empty(), "not caught up yet");
+    node.set_repl_offset(180);
+    let effects = node.on_tick(NOW + 200);
+    let asked = requests(&effects);
+    assert_eq!(asked.len(), links.len(), "at once, no delay");
+    assert_ne!(asked[0].header.mflags & crate::message::MFLAG_FORCE_ACK, 0);
+}
+
+#[test]
+fn cluster_failover_is_refused_on_a_primary_and_without_force_when_the_primary_is_down() {
+    let mut node = four_primaries();
+    assert_eq!(
+        node.failover(FailoverMode::Default, NOW),
+        Err(ClusterError::FailoverOnPrimary)
+    );
+    let (mut node, links) = replica_of_b();
+    fail_b(&mut node, &links, NOW);
+    assert_eq!(
+        node.failover(FailoverMode::Default, NOW),
+        Err(ClusterError::FailoverPrimaryDown)
+    );
+    assert_eq!(node.failover(FailoverMode::Force, NOW), Ok(()));
+}
+
+#[test]
+fn takeover_claims_the_slots_under_a_new_epoch_and_waits_before_writing() {
+    let (mut node, _) = replica_of_b();
+    node.failover(FailoverMode::Takeover, NOW + 10).unwrap();
+    let effects = node.take_effects();
+    assert_eq!(effects.first(), Some(&Effect::SaveConfig));
+    assert!(effects.contains(&Effect::BecomePrimary));
+    let me = node.myself();
+    assert_eq!((me.config_epoch, &me.slots), (Epoch(5), &b_slots()));
+    assert_eq!(node.current_epoch(), Epoch(5));
+    // B was not FAIL and did not pause: it may still be writing until it hears of us.
+    assert!(!node.accepts_writes(NOW + 20));
+}
+
+// ---- The write lease ---------------------------------------------------------------------------------------
+
+/// Messages from each of `who` at each of `times`, with a tick after each round.
+fn hear(node: &mut ClusterNode, links: &BTreeMap<NodeId, LinkId>, who: &[&str], times: &[u64]) {
+    for &at in times {
+        for w in who {
+            let pong = pong_from(node, w);
+            node.on_message(links[&id(w)], pong, at);
+        }
+        node.on_tick(at + 1);
+    }
+}
+
+#[test]
+fn a_primary_accepts_writes_only_while_it_hears_from_a_majority_within_half_the_node_timeout() {
+    let mut node = four_primaries();
+    let links = connect_all(&mut node, NOW);
+    // Quorum 3 of 4: A and two others. The first contact ends the lapse of a fresh start (writes a rejoin
+    // delay later); B and C keep talking, last at NOW + 2000.
+    hear(
+        &mut node,
+        &links,
+        &[B, C],
+        &[NOW + 10, NOW + 800, NOW + 1_600, NOW + 2_000],
+    );
+    node.on_tick(NOW + 2_050);
+    assert!(node.cluster_state_ok());
+    assert!(node.accepts_writes(NOW + 2_050));
+    assert_eq!(node.writes_allowed_until_ms(NOW + 2_050), NOW + 3_000);
+    assert!(node.accepts_writes(NOW + 2_999));
+    assert!(
+        !node.accepts_writes(NOW + 3_000),
+        "half the node timeout after the second-best"
+    );
+    assert_eq!(node.writes_allowed_until_ms(NOW + 3_000), 0);
+    // Heard again after the lapse: writes resume only a rejoin delay later.
+    hear(&mut node, &links, &[B, C], &[NOW + 3_500]);
+    assert!(!node.accepts_writes(NOW + 3_600));
+    hear(&mut node, &links, &[B, C], &[NOW + 4_300, NOW + 5_100]);
+    assert!(!node.accepts_writes(NOW + 5_499));
+    assert!(node.accepts_writes(NOW + 5_500));
+}
+
+#[test]
+fn a_lease_about_to_run_out_pings_the_primaries_not_heard_from() {
+    let mut node = four_primaries();
+    let links = connect_all(&mut node, NOW);
+    hear(
+        &mut node,
+        &links,
+        &[B, C, D],
+        &[NOW + 10, NOW + 800, NOW + 1_600, NOW + 2_000],
+    );
+    node.on_tick(NOW + 2_050);
+    // 500 ms left at NOW + 2500: B, C and D not heard from for 500 ms are pinged (D's own ping is pending).
+    let effects = node.on_tick(NOW + 2_510);
+    let pinged: Vec<LinkId> = sends(&effects)
+        .into_iter()
+        .filter(|(_, m)| matches!(m.body, Body::Ping(_)))
+        .map(|(l, _)| l)
+        .collect();
+    for who in [B, C] {
+        assert!(pinged.contains(&links[&id(who)]), "{who} pinged");
+    }
+}
+
+#[test]
+fn a_primary_fences_itself_when_its_replica_asks_for_votes() {
+    const F: &str = "ffffffffffffffffffffffffffffffffffffffff";
+    let (mut node, links) = primary_with_replica();
+    hear(
+        &mut node,
+        &links,
+        &[B, C],
+        &[NOW + 10, NOW + 800, NOW + 1_600, NOW + 2_000],
+    );
+    node.on_tick(NOW + 2_050);
+    assert!(node.accepts_writes(NOW + 2_060));
+    let from_f = node.accept_link(addr("10.0.0.6"), addr("10.0.0.1"), NOW);
+    let request = auth_request(F, A, 4, 1, SlotRanges::range(slot(0), slot(5460)));
+    node.on_message(from_f, request, NOW + 2_070);
+    assert!(!node.accepts_writes(NOW + 2_080));
+}
+
+#[test]
+fn a_lone_primary_is_its_own_majority() {
+    let mut node = fresh();
+    node.add_slot_ranges(&[(Some(slot(0)), Some(slot(16383)))]).unwrap();
+    node.take_effects();
+    node.on_tick(NOW + 2_100);
+    assert!(node.accepts_writes(NOW + 1_000_000));
+}
+
+#[test]
+fn without_full_coverage_a_failed_primary_leaves_the_cluster_up_for_the_other_slots() {
+    for full_coverage in [true, false] {
+        let mut node = four_primaries();
+        node.config.require_full_coverage = full_coverage;
+        node.first_state_update_ms = Some(NOW - 10_000);
+        let links = connect_all(&mut node, NOW);
+        hear(&mut node, &links, &[B, C], &[NOW + 10]);
+        node.on_tick(NOW + 100);
+        assert!(node.cluster_state_ok());
+        let from_b = node.accept_link(addr("10.0.0.2"), addr("10.0.0.1"), NOW);
+        node.on_message(
+            from_b,
+            message(B, 2, SlotRanges::new(), None, Body::Fail { id: id(D) }),
+            NOW + 200,
+        );
+        node.on_tick(NOW + 300);
+        // Three of four primaries reachable: a majority either way; D's slots are what differs.
+        assert_eq!(node.cluster_state_ok(), !full_coverage, "full coverage {full_coverage}");
+    }
+}

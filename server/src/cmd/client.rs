@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::args;
 use super::connection::validate_client_name;
 use super::{Ctx, Handler};
-use crate::client::{Action, ClientHandle, ReplyMode};
+use crate::client::{Action, ClientHandle, ClientKind, ReplyMode};
 use crate::error::{self, CmdError, CmdResult};
 use crate::keyspace::access::unix_ms;
 
@@ -40,6 +40,11 @@ fn describe(ctx: &Ctx<'_>, c: &ClientHandle, now_ms: i64) -> String {
     let age = (now_ms - c.created_ms).max(0) / 1000;
     let idle = (now_ms - c.last_interaction_ms.load(Ordering::Relaxed)).max(0) / 1000;
     let mut flags = String::new();
+    match c.kind() {
+        ClientKind::Replica => flags.push('S'),
+        ClientKind::Primary => flags.push('M'),
+        ClientKind::Normal => {}
+    }
     if c.no_evict.load(Ordering::Relaxed) {
         flags.push('e');
     }
@@ -79,8 +84,19 @@ fn describe(ctx: &Ctx<'_>, c: &ClientHandle, now_ms: i64) -> String {
     s
 }
 
+/// Whether a client is of a CLIENT LIST / CLIENT KILL `TYPE` (already checked to be one Redis knows).
+fn of_type(c: &ClientHandle, t: &str) -> bool {
+    match t {
+        "normal" => c.kind() == ClientKind::Normal,
+        "replica" | "slave" => c.kind() == ClientKind::Replica,
+        "master" => c.kind() == ClientKind::Primary,
+        _ => false,
+    }
+}
+
 fn client_list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let mut ids: Option<Vec<u64>> = None;
+    let mut kind: Option<String> = None;
     let mut rest = &args[2..];
     while let Some((opt, tail)) = rest.split_first() {
         if args::is(opt, "type") && !tail.is_empty() {
@@ -91,10 +107,7 @@ fn client_list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                     String::from_utf8_lossy(tail[0])
                 )));
             }
-            // Every Shoal client is a normal client for now.
-            if t != "normal" {
-                ids = Some(Vec::new());
-            }
+            kind = Some(t);
             rest = &tail[1..];
         } else if args::is(opt, "id") && !tail.is_empty() {
             let mut v = Vec::new();
@@ -114,6 +127,9 @@ fn client_list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let mut text = String::new();
     for c in ctx.srv.clients.all() {
         if ids.as_ref().is_some_and(|ids| !ids.contains(&c.id)) {
+            continue;
+        }
+        if kind.as_ref().is_some_and(|t| !of_type(&c, t)) {
             continue;
         }
         text.push_str(&describe(ctx, &c, now));
@@ -196,7 +212,7 @@ fn client_kill(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             && f.addr.as_ref().is_none_or(|a| *a == c.addr.to_string())
             && f.laddr.as_ref().is_none_or(|a| *a == c.laddr.to_string())
             && f.user.as_ref().is_none_or(|u| u == "default")
-            && f.kind.as_ref().is_none_or(|t| t == "normal")
+            && f.kind.as_ref().is_none_or(|t| of_type(&c, t))
             && f.maxage.is_none_or(|age| (now - c.created_ms) / 1000 >= age)
             && !(me && f.skipme);
         if matches {

@@ -517,7 +517,7 @@ fn cluster_reset(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         .map_err(refused)?;
     if was_replica {
         // A replica is reset with whatever it holds, and starts over empty (Redis's clusterReset: emptyData).
-        let taken: Vec<_> = ctx.srv.keyspace.iter().map(|db| db.take_all()).collect();
+        let taken = ctx.srv.keyspace.take_all();
         ctx.srv.evictor.clear();
         drop(taken);
     }

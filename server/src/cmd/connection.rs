@@ -197,8 +197,8 @@ fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         ctx.client.handle.resp.store(v as u8, Ordering::Relaxed);
         ctx.out.set_proto(ctx.client.proto);
     }
-    // A cluster replica says so, as Redis does for a node with a primary.
-    let replica = ctx.srv.cluster.get().is_some_and(|bus| bus.read(|n| n.is_replica()));
+    // A replica says so, as Redis does for a node with a primary.
+    let replica = ctx.srv.repl.is_replica();
     let out = &mut *ctx.out;
     out.map(7);
     out.bulk(b"server");

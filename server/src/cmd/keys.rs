@@ -500,7 +500,7 @@ fn flushdb(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
 
 fn flushall(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     let background = flush_async(ctx, args)?;
-    let taken: Vec<Vec<Entry>> = ctx.srv.keyspace.iter().flat_map(|db| db.take_all()).collect();
+    let taken = ctx.srv.keyspace.take_all();
     ctx.srv.evictor.clear();
     dispose(ctx, taken, background);
     ctx.out.ok();

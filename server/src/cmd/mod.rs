@@ -17,6 +17,7 @@ pub mod connection;
 pub mod expire;
 pub mod introspect;
 pub mod keys;
+pub mod replication;
 pub mod server;
 pub mod strings;
 #[cfg(test)]
@@ -54,6 +55,7 @@ pub fn handlers() -> Vec<(&'static str, Handler)> {
         strings::COMMANDS,
         keys::COMMANDS,
         expire::COMMANDS,
+        replication::COMMANDS,
     ];
     families.iter().flat_map(|f| f.iter().copied()).collect()
 }

@@ -39,6 +39,10 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
         .set_from_client(&pairs, local)
         .map_err(|e| CmdError::Owned(e.wire_text()))?;
     ctx.srv.settings.load(&config);
+    ctx.srv.repl.refresh_config(&config);
+    if config.min_replicas_to_ack > 0 {
+        ctx.srv.repl.start_stream(ctx.srv);
+    }
     if changed.contains(&"dir") {
         let _ = std::env::set_current_dir(&config.dir);
     }

@@ -611,9 +611,10 @@ fn append(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
             if !is_str(e) {
                 return Err(CmdError::wrong_type());
             }
-            let total = e.str_value().len() + tail.len();
+            let old_len = e.str_value().len();
+            let total = old_len + tail.len();
             check_string_length(ctx, total as u64)?;
-            shard.entry_mut(&key, pos).append_str(tail);
+            shard.entry_mut_range(&key, pos, old_len, total).append_str(tail);
             total
         }
     };
@@ -725,7 +726,9 @@ fn setrange(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
                 old_len
             } else {
                 check_string_length(ctx, total)?;
-                let e = shard.entry_mut(&key, pos);
+                // The bytes that change include any zero padding between the old end and `offset`.
+                let from = (offset as usize).min(old_len);
+                let e = shard.entry_mut_range(&key, pos, from, total as usize);
                 e.set_range(offset as usize, value);
                 e.str_value().len()
             }

@@ -27,7 +27,7 @@ impl TestClient {
             Ok(t) => t,
             Err(e) => panic!("command table: {e}"),
         };
-        let srv = Arc::new(Server::new(config, table));
+        let srv = Server::new(config, table);
         TestClient::attach(srv)
     }
 

@@ -13,12 +13,16 @@
 //! ones nobody reads. Keyspace hit/miss/expiry counters live in the shard, under the lock already held, and are
 //! summed when INFO asks.
 
+use std::cell::Cell;
+use std::sync::Arc;
+
 use parking_lot::{Mutex, MutexGuard};
 use shoal_cluster::Slot;
 use smallvec::SmallVec;
 
 use super::access::Now;
 use super::entry::Entry;
+use super::feed::{ChangeFeed, Changes};
 use super::table::{hash_pos, Hash, Pos, SlotTable};
 use super::{hash_key, SHARDS, SLOTS_PER_SHARD};
 
@@ -92,6 +96,23 @@ pub struct Shard {
     pub(crate) expire_cursor: (usize, usize),
     /// Replicas never expire keys themselves; they wait for the primary's DEL (Redis semantics).
     pub(crate) lazy_expire_deletes: bool,
+    /// The database this shard belongs to (SWAPDB swaps contents, never shards).
+    pub(crate) db: u32,
+    /// Whether the current critical section records its changes for the change feed (see `feed.rs`).
+    pub(crate) track: bool,
+    pub(crate) changes: Changes,
+}
+
+thread_local! {
+    /// Set while this thread applies its primary's replication stream: on a replica, lookups then see keys
+    /// that have expired by the local clock but that the primary has not deleted yet, as Redis's
+    /// `expireIfNeeded` does for the master client (so the primary's DEL of an expired key does delete it).
+    static APPLYING_PRIMARY_STREAM: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks whether this thread is applying its primary's replication stream (see `APPLYING_PRIMARY_STREAM`).
+pub fn set_applying_primary_stream(on: bool) {
+    APPLYING_PRIMARY_STREAM.with(|c| c.set(on));
 }
 
 /// A shard on its own cache lines, so two cores working on neighbouring shards do not share a line.
@@ -106,6 +127,10 @@ impl Default for Shard {
 
 impl Shard {
     pub fn new() -> Shard {
+        Shard::of_db(0)
+    }
+
+    fn of_db(db: u32) -> Shard {
         Shard {
             slots: Box::new([]),
             keys: 0,
@@ -113,7 +138,33 @@ impl Shard {
             stats: ShardStats::default(),
             expire_cursor: (0, 0),
             lazy_expire_deletes: true,
+            db,
+            track: false,
+            changes: Changes::default(),
         }
+    }
+
+    /// Records a changed key for the change feed, when it is on.
+    #[inline]
+    fn record(&mut self, key: &Key) {
+        if self.track {
+            self.changes.record(key.bytes, key.hash, key.slot, None);
+        }
+    }
+
+    /// Records the key of an entry removed by position.
+    #[inline]
+    fn record_entry(&mut self, e: &Entry) {
+        if self.track {
+            let k = Key::new(e.key());
+            self.changes.record(k.bytes, k.hash, k.slot, None);
+        }
+    }
+
+    /// The entry stored for `key`, expired or not, without touching anything (what the change feed reports).
+    pub fn find_raw(&self, key: &Key) -> Option<&Entry> {
+        let t = self.table(key);
+        t.find(key.bytes, key.hash).map(|pos| t.get(pos))
     }
 
     #[inline]
@@ -169,6 +220,8 @@ impl Shard {
                 if self.lazy_expire_deletes {
                     self.remove(key, pos);
                     self.stats.expired += 1;
+                } else if APPLYING_PRIMARY_STREAM.with(Cell::get) {
+                    return Some(pos);
                 }
                 return None;
             }
@@ -210,6 +263,18 @@ impl Shard {
     /// The entry, for changes that keep its key. Follow an expiry change with [`Shard::sync_volatile`].
     #[inline]
     pub fn entry_mut(&mut self, key: &Key, pos: Pos) -> &mut Entry {
+        self.record(key);
+        self.table_mut(key).get_mut(pos)
+    }
+
+    /// The entry, for a change of its value's bytes `from..to` only (APPEND, SETRANGE: value length may grow,
+    /// nothing else changes), which the change feed can report without the rest of the value.
+    #[inline]
+    pub fn entry_mut_range(&mut self, key: &Key, pos: Pos, from: usize, to: usize) -> &mut Entry {
+        if self.track {
+            self.changes
+                .record(key.bytes, key.hash, key.slot, Some((from as u64, to as u64)));
+        }
         self.table_mut(key).get_mut(pos)
     }
 
@@ -237,6 +302,7 @@ impl Shard {
 
     #[inline]
     fn insert_absent(&mut self, key: &Key, entry: Entry) {
+        self.record(key);
         if entry.has_expire() {
             self.volatile += 1;
         }
@@ -247,6 +313,7 @@ impl Shard {
     /// Removes the entry at `pos` and returns it.
     #[inline]
     pub fn remove(&mut self, key: &Key, pos: Pos) -> Entry {
+        self.record(key);
         let e = self.table_mut(key).remove(pos);
         self.keys -= 1;
         if e.has_expire() {
@@ -259,6 +326,7 @@ impl Shard {
     pub fn upsert(&mut self, key: &Key, entry: Entry) -> Option<Entry> {
         match self.table(key).find(key.bytes, key.hash) {
             Some(pos) => {
+                self.record(key);
                 let old_has = self.table(key).get(pos).has_expire();
                 let new_has = entry.has_expire();
                 let old = std::mem::replace(self.table_mut(key).get_mut(pos), entry);
@@ -285,16 +353,13 @@ impl Shard {
         }
     }
 
-    /// Removes every key, returning the entries so the caller decides where they are freed.
-    pub fn take_all(&mut self) -> Vec<Entry> {
-        let mut out = Vec::with_capacity(self.keys);
-        for t in self.slots.iter_mut() {
-            out.append(&mut t.take_all());
-        }
-        self.slots = Box::new([]);
+    /// Removes every key, returning the tables that held them: O(1), so a flush can take every shard under
+    /// all their locks at once and turn the tables into entries afterwards.
+    fn take_tables(&mut self) -> Box<[SlotTable]> {
         self.keys = 0;
         self.volatile = 0;
-        out
+        self.expire_cursor = (0, 0);
+        std::mem::take(&mut self.slots)
     }
 
     /// Removes every key of one slot.
@@ -307,6 +372,11 @@ impl Shard {
         let out = t.take_all();
         self.keys -= out.len();
         self.volatile -= v;
+        if self.track {
+            for e in &out {
+                self.record_entry(e);
+            }
+        }
         out
     }
 
@@ -317,6 +387,7 @@ impl Shard {
         if e.has_expire() {
             self.volatile -= 1;
         }
+        self.record_entry(&e);
         e
     }
 
@@ -341,6 +412,40 @@ impl Shard {
 /// One database.
 pub struct Db {
     shards: Box<[Padded<Mutex<Shard>>]>,
+    feed: Arc<ChangeFeed>,
+    index: u32,
+}
+
+/// A locked shard. While the change feed is on, the keys changed under it are appended to the replication
+/// stream as effects when it is dropped, before the lock is released (see `feed.rs`).
+pub struct ShardGuard<'a> {
+    guard: MutexGuard<'a, Shard>,
+    feed: &'a ChangeFeed,
+}
+
+impl std::ops::Deref for ShardGuard<'_> {
+    type Target = Shard;
+
+    #[inline]
+    fn deref(&self) -> &Shard {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for ShardGuard<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Shard {
+        &mut self.guard
+    }
+}
+
+impl Drop for ShardGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.guard.track {
+            self.feed.flush(std::iter::once(&mut *self.guard));
+        }
+    }
 }
 
 impl Default for Db {
@@ -354,26 +459,51 @@ impl Default for Db {
 const CURSOR_POS_BITS: u32 = 32;
 
 impl Db {
+    /// A database on its own (tests, benchmarks), with a change feed that is off.
     pub fn new() -> Db {
+        Db::with_feed(Arc::new(ChangeFeed::new()), 0)
+    }
+
+    fn with_feed(feed: Arc<ChangeFeed>, index: u32) -> Db {
         Db {
-            shards: (0..SHARDS).map(|_| Padded(Mutex::new(Shard::new()))).collect(),
+            shards: (0..SHARDS).map(|_| Padded(Mutex::new(Shard::of_db(index)))).collect(),
+            feed,
+            index,
+        }
+    }
+
+    /// Locks shard `i`, recording its changes if the feed is on.
+    #[inline]
+    fn guard(&self, i: usize) -> ShardGuard<'_> {
+        let mut guard = self.shards[i % SHARDS].0.lock();
+        if self.feed.active() {
+            guard.track = true;
+        }
+        ShardGuard {
+            guard,
+            feed: &self.feed,
         }
     }
 
     /// Locks the shard holding `key`.
     #[inline]
-    pub fn lock(&self, key: &Key) -> MutexGuard<'_, Shard> {
-        self.shards[key.shard()].0.lock()
+    pub fn lock(&self, key: &Key) -> ShardGuard<'_> {
+        self.guard(key.shard())
     }
 
     /// Locks shard number `i` (0..SHARDS).
-    pub fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard> {
-        self.shards[i % SHARDS].0.lock()
+    pub fn lock_shard(&self, i: usize) -> ShardGuard<'_> {
+        self.guard(i)
     }
 
     /// Locks the shard of a slot.
-    pub fn lock_slot(&self, slot: Slot) -> MutexGuard<'_, Shard> {
-        self.shards[slot.index() % SHARDS].0.lock()
+    pub fn lock_slot(&self, slot: Slot) -> ShardGuard<'_> {
+        self.guard(slot.index())
+    }
+
+    /// Runs `f` on shard `i` for reading only (a snapshot for a replica): nothing it does is recorded.
+    pub fn read_shard<R>(&self, i: usize, f: impl FnOnce(&Shard) -> R) -> R {
+        f(&self.shards[i % SHARDS].0.lock())
     }
 
     /// Locks every shard the keys live in, in ascending order.
@@ -382,7 +512,8 @@ impl Db {
         idx.sort_unstable();
         idx.dedup();
         ShardSet {
-            guards: idx.into_iter().map(|i| (i, self.shards[i].0.lock())).collect(),
+            guards: idx.into_iter().map(|i| (i, self.guard(i))).collect(),
+            feed: &self.feed,
         }
     }
 
@@ -436,9 +567,17 @@ impl Db {
         }
     }
 
-    /// Empties the database, returning the entries for the caller to free here or in the background.
+    /// FLUSHDB: empties the database at once — every shard locked together, so the flush sits at one point of
+    /// the replication stream — and returns the entries for the caller to free here or in the background.
     pub fn take_all(&self) -> Vec<Vec<Entry>> {
-        self.shards.iter().map(|s| s.0.lock().take_all()).collect()
+        let mut guards: Vec<_> = self.shards.iter().map(|s| s.0.lock()).collect();
+        if self.feed.active() {
+            // ASYNC: a replica frees the old data off its apply path.
+            self.feed.append_command(Some(self.index), &[b"FLUSHDB", b"ASYNC"]);
+        }
+        let tables: Vec<Box<[SlotTable]>> = guards.iter_mut().map(|g| g.take_tables()).collect();
+        drop(guards);
+        tables.into_iter().map(|mut t| tables_into_entries(&mut t)).collect()
     }
 
     /// Sets whether lookups delete the expired keys they meet (false on replicas).
@@ -491,7 +630,7 @@ impl Db {
         let mut visited = 0usize;
         while order < total {
             let shard = order / SLOTS_PER_SHARD;
-            let mut guard = self.shards[shard].0.lock();
+            let mut guard = self.guard(shard);
             if guard.is_empty() {
                 // A whole empty shard costs one check.
                 order = (shard + 1) * SLOTS_PER_SHARD;
@@ -558,7 +697,7 @@ impl Db {
             let start = rand::random::<u32>() as usize % SHARDS;
             for k in 0..SHARDS {
                 let i = (start + k) % SHARDS;
-                let mut g = self.shards[i].0.lock();
+                let mut g = self.guard(i);
                 if g.is_empty() {
                     continue;
                 }
@@ -618,9 +757,29 @@ impl Shard {
     }
 }
 
-/// Several shards of one database, locked in ascending order.
+/// Turns the tables a flush took into their entries, outside the locks.
+fn tables_into_entries(tables: &mut [SlotTable]) -> Vec<Entry> {
+    let n = tables.iter().map(SlotTable::len).sum();
+    let mut out = Vec::with_capacity(n);
+    for t in tables.iter_mut() {
+        out.append(&mut t.take_all());
+    }
+    out
+}
+
+/// Several shards of one database, locked in ascending order. Their changes reach the replication stream
+/// together, so a replica applies a multi-key command whole.
 pub struct ShardSet<'a> {
-    guards: SmallVec<[(usize, MutexGuard<'a, Shard>); 4]>,
+    guards: SmallVec<[(usize, ShardGuard<'a>); 4]>,
+    feed: &'a ChangeFeed,
+}
+
+impl Drop for ShardSet<'_> {
+    fn drop(&mut self) {
+        if self.guards.iter().any(|(_, g)| g.track) {
+            self.feed.flush(self.guards.iter_mut().map(|(_, g)| &mut *g.guard));
+        }
+    }
 }
 
 impl<'a> ShardSet<'a> {
@@ -635,13 +794,43 @@ impl<'a> ShardSet<'a> {
 /// All databases.
 pub struct Keyspace {
     dbs: Box<[Db]>,
+    feed: Arc<ChangeFeed>,
 }
 
 impl Keyspace {
     pub fn new(databases: usize) -> Keyspace {
+        let feed = Arc::new(ChangeFeed::new());
         Keyspace {
-            dbs: (0..databases.max(1)).map(|_| Db::new()).collect(),
+            dbs: (0..databases.max(1))
+                .map(|i| Db::with_feed(feed.clone(), i as u32))
+                .collect(),
+            feed,
         }
+    }
+
+    /// The change feed every database reports to.
+    pub fn feed(&self) -> &ChangeFeed {
+        &self.feed
+    }
+
+    /// FLUSHALL: empties every database at once (all shards locked together, so the flush sits at one point of
+    /// the replication stream) and returns the entries for the caller to free.
+    pub fn take_all(&self) -> Vec<Vec<Entry>> {
+        let mut guards: Vec<_> = self
+            .dbs
+            .iter()
+            .flat_map(|db| db.shards.iter().map(|s| s.0.lock()))
+            .collect();
+        if self.feed.active() {
+            self.feed.append_command(None, &[b"FLUSHALL", b"ASYNC"]);
+        }
+        let tables: Vec<Box<[SlotTable]>> = guards.iter_mut().map(|g| g.take_tables()).collect();
+        drop(guards);
+        tables
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .map(|mut t| tables_into_entries(&mut t))
+            .collect()
     }
 
     #[inline]
@@ -666,6 +855,11 @@ impl Keyspace {
         // Take every lock first so no client sees a half-swapped pair.
         let mut los: Vec<_> = self.dbs[lo].shards.iter().map(|s| s.0.lock()).collect();
         let mut his: Vec<_> = self.dbs[hi].shards.iter().map(|s| s.0.lock()).collect();
+        self.feed.note_swap();
+        if self.feed.active() {
+            let (a, b) = (a.to_string(), b.to_string());
+            self.feed.append_command(None, &[b"SWAPDB", a.as_bytes(), b.as_bytes()]);
+        }
         for (x, y) in los.iter_mut().zip(his.iter_mut()) {
             x.swap_contents(y);
         }
@@ -680,10 +874,8 @@ impl Keyspace {
         idx.sort_unstable();
         idx.dedup();
         CrossDbSet {
-            guards: idx
-                .into_iter()
-                .map(|(d, s)| ((d, s), self.dbs[d].shards[s].0.lock()))
-                .collect(),
+            guards: idx.into_iter().map(|(d, s)| ((d, s), self.dbs[d].guard(s))).collect(),
+            feed: &self.feed,
         }
     }
 
@@ -697,9 +889,18 @@ impl Keyspace {
 pub struct CrossDbSet<'a> {
     /// ((db, shard), guard), in lock order.
     guards: SmallVec<[DbShardGuard<'a>; 4]>,
+    feed: &'a ChangeFeed,
 }
 
-type DbShardGuard<'a> = ((usize, usize), MutexGuard<'a, Shard>);
+type DbShardGuard<'a> = ((usize, usize), ShardGuard<'a>);
+
+impl Drop for CrossDbSet<'_> {
+    fn drop(&mut self) {
+        if self.guards.iter().any(|(_, g)| g.track) {
+            self.feed.flush(self.guards.iter_mut().map(|(_, g)| &mut *g.guard));
+        }
+    }
+}
 
 impl<'a> CrossDbSet<'a> {
     pub fn shard(&mut self, db: usize, key: &Key) -> &mut Shard {

@@ -14,13 +14,14 @@ pub mod db;
 pub mod entry;
 pub mod evict;
 pub mod expire;
+pub mod feed;
 pub mod table;
 
 use std::hash::BuildHasher;
 use std::sync::LazyLock;
 
 pub use access::{AccessMode, Now};
-pub use db::{Db, Key, Keyspace, PrefetchStage, Shard, ShardStats};
+pub use db::{set_applying_primary_stream, Db, Key, Keyspace, PrefetchStage, Shard, ShardGuard, ShardStats};
 pub use entry::{Entry, ValueKind};
 pub use evict::Evictor;
 pub use table::{Hash, Pos, SlotTable};
