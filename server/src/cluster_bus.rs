@@ -60,6 +60,9 @@ struct RoutingSnapshotKey {
     me: u16,
     my_primary: u16,
     state_ok: bool,
+    /// Primaries flagged FAIL while the cluster is up (`cluster-require-full-coverage no`): their slots are
+    /// published as unserved.
+    failed: Vec<shoal_cluster::NodeId>,
 }
 
 fn cluster_config(c: &Config) -> ClusterConfig {
@@ -222,13 +225,30 @@ impl ClusterBus {
             }
         }
         self.publish_routing(srv, node, config_changed);
+        srv.routing
+            .set_writes_until(node.writes_allowed_until_ms(unix_ms() as u64));
     }
 
     /// Publishes the routing table when what commands see has changed.
     fn publish_routing(&self, srv: &Server, node: &ClusterNode, config_changed: bool) {
         let mut published = self.published.lock();
         let state_ok = node.cluster_state_ok();
-        if !config_changed && published.as_ref().is_some_and(|p| p.state_ok == state_ok) {
+        // Shoal: while the cluster is up without full coverage, the slots of a primary agreed to be down answer
+        // `-CLUSTERDOWN Hash slot not served` (clients back off and retry) rather than Redis's MOVED to a node
+        // that cannot answer; with full coverage required the whole cluster is down anyway.
+        let failed: Vec<shoal_cluster::NodeId> = if state_ok {
+            node.nodes()
+                .filter(|n| n.is_primary() && n.is_failed())
+                .map(|n| n.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !config_changed
+            && published
+                .as_ref()
+                .is_some_and(|p| p.state_ok == state_ok && p.failed == failed)
+        {
             return;
         }
         let mut index: HashMap<shoal_cluster::NodeId, u16> = HashMap::new();
@@ -241,7 +261,12 @@ impl ClusterBus {
         let idx = |id: &shoal_cluster::NodeId| index.get(id).copied().unwrap_or(NO_NODE);
         let owners: Vec<u16> = (0..SLOT_COUNT as u32)
             .filter_map(Slot::new)
-            .map(|s| node.slot_owner(s).map(|n| idx(&n.id)).unwrap_or(NO_NODE))
+            .map(|s| {
+                node.slot_owner(s)
+                    .filter(|n| !failed.contains(&n.id))
+                    .map(|n| idx(&n.id))
+                    .unwrap_or(NO_NODE)
+            })
             .collect();
         let mut migrating = Vec::new();
         let mut importing = Vec::new();
@@ -261,6 +286,7 @@ impl ClusterBus {
             me: idx(&node.my_id()),
             my_primary: node.my_primary().map(|p| idx(&p.id)).unwrap_or(NO_NODE),
             state_ok,
+            failed,
         };
         if published.as_ref() == Some(&key) {
             return;

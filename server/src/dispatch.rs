@@ -160,6 +160,7 @@ fn route(srv: &Server, client: &Client, cmd: &Command, args: &[&[u8]], now: &Now
             .settings
             .cluster_allow_reads_when_down
             .load(std::sync::atomic::Ordering::Relaxed),
+        now_ms: now.ms,
     };
     // Cluster mode has one database.
     let db = srv.keyspace.db(0);

@@ -10,7 +10,7 @@
 //! TRYAGAIN for a slot migrating away with keys missing here; ASKING for an importing slot; READONLY reads on a
 //! replica of the slot's owner; otherwise MOVED to the owner.
 
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, Ordering};
 
 use parking_lot::RwLock;
 use shoal_cluster::{Redirect, Slot, SLOT_COUNT};
@@ -54,6 +54,8 @@ pub struct RouteQuery<'a> {
     /// The client sent READONLY (it may read from a replica).
     pub readonly: bool,
     pub allow_reads_when_down: bool,
+    /// Unix ms, for the write lease.
+    pub now_ms: i64,
 }
 
 /// The lock-free routing table.
@@ -65,6 +67,9 @@ pub struct Routing {
     me: AtomicU16,
     my_primary: AtomicU16,
     state_ok: AtomicBool,
+    /// Until when (unix ms) this primary may accept writes for its own slots: the state machine's write lease
+    /// (see `shoal_cluster`'s `lease` module), 0 when it may not.
+    writes_until_ms: AtomicU64,
 }
 
 impl Default for Routing {
@@ -83,6 +88,7 @@ impl Routing {
             me: AtomicU16::new(NO_NODE),
             my_primary: AtomicU16::new(NO_NODE),
             state_ok: AtomicBool::new(false),
+            writes_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -107,6 +113,16 @@ impl Routing {
         self.me.store(snap.me, Ordering::Relaxed);
         self.my_primary.store(snap.my_primary, Ordering::Relaxed);
         self.state_ok.store(snap.state_ok, Ordering::Release);
+    }
+
+    /// Publishes the write lease: writes to this node's own slots are refused from `until_ms` on.
+    pub fn set_writes_until(&self, until_ms: u64) {
+        self.writes_until_ms.store(until_ms, Ordering::Release);
+    }
+
+    /// Whether a write served here at `now_ms` is within the lease.
+    fn write_lease_holds(&self, now_ms: i64) -> bool {
+        u64::try_from(now_ms).is_ok_and(|now| now < self.writes_until_ms.load(Ordering::Acquire))
     }
 
     pub fn state_ok(&self) -> bool {
@@ -176,7 +192,7 @@ impl Routing {
             if q.keys.len() > 1 && missing > 0 {
                 return Err(Redirect::TryAgain);
             }
-            return Ok(Some(slot));
+            return self.fence_write(q, slot);
         }
         if q.readonly && !q.is_write && self.my_primary.load(Ordering::Relaxed) == owner {
             return Ok(Some(slot));
@@ -187,6 +203,15 @@ impl Routing {
                 addr: self.endpoint(owner),
             });
         }
+        self.fence_write(q, slot)
+    }
+
+    /// Shoal: a primary that has not heard from a majority of primaries lately stops taking writes before a
+    /// replica elsewhere could be promoted, so what it acknowledges is not lost to a failover it cannot see.
+    fn fence_write(&self, q: &RouteQuery<'_>, slot: Slot) -> Result<Option<Slot>, Redirect> {
+        if q.is_write && !self.write_lease_holds(q.now_ms) {
+            return Err(Redirect::ClusterDown);
+        }
         Ok(Some(slot))
     }
 }
@@ -194,6 +219,36 @@ impl Routing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A routing table whose write lease runs past the queries' clock.
+    fn leased() -> Routing {
+        let r = Routing::new();
+        r.set_writes_until(2_000);
+        r
+    }
+
+    #[test]
+    fn writes_to_own_slots_stop_when_the_lease_runs_out_and_reads_go_on() {
+        let r = leased();
+        r.publish(snapshot(|_| 0));
+        let slot = Some(Slot::for_key(b"foo"));
+        let at = |now_ms, is_write| RouteQuery {
+            now_ms,
+            ..query(&[b"foo"], is_write)
+        };
+        assert_eq!(r.route(&at(1_999, true), |_| true), Ok(slot));
+        assert_eq!(r.route(&at(2_000, true), |_| true), Err(Redirect::ClusterDown));
+        assert_eq!(r.route(&at(2_000, false), |_| true), Ok(slot));
+        // Writes for other nodes' slots are redirected as usual: the lease is about this node's own slots.
+        r.publish(snapshot(|_| 1));
+        assert!(matches!(
+            r.route(&at(5_000, true), |_| true),
+            Err(Redirect::Moved { .. })
+        ));
+        r.set_writes_until(0);
+        r.publish(snapshot(|_| 0));
+        assert_eq!(r.route(&at(1_000, true), |_| true), Err(Redirect::ClusterDown));
+    }
 
     fn snapshot(owner_of: impl Fn(usize) -> u16) -> RoutingSnapshot {
         RoutingSnapshot {
@@ -221,12 +276,13 @@ mod tests {
             asking: false,
             readonly: false,
             allow_reads_when_down: false,
+            now_ms: 1_000,
         }
     }
 
     #[test]
     fn own_slots_are_served_and_others_moved() {
-        let r = Routing::new();
+        let r = leased();
         let mine = Slot::for_key(b"foo").index();
         r.publish(snapshot(|s| if s == mine { 0 } else { 1 }));
         assert_eq!(
@@ -244,7 +300,7 @@ mod tests {
 
     #[test]
     fn crossslot_comes_before_moved_and_down_states() {
-        let r = Routing::new();
+        let r = leased();
         let mut snap = snapshot(|_| 1);
         snap.state_ok = false;
         r.publish(snap);
@@ -262,7 +318,7 @@ mod tests {
 
     #[test]
     fn unassigned_slots_are_not_served() {
-        let r = Routing::new();
+        let r = leased();
         r.publish(snapshot(|_| NO_NODE));
         assert_eq!(r.route(&query(&[b"foo"], false), |_| true), Err(Redirect::SlotUnserved));
         assert_eq!(r.route(&query(&[], false), |_| true), Ok(None));
@@ -270,7 +326,7 @@ mod tests {
 
     #[test]
     fn migrating_slots_ask_for_missing_keys_and_tryagain_for_partial_sets() {
-        let r = Routing::new();
+        let r = leased();
         let slot = Slot::for_key(b"{t}a");
         let mut snap = snapshot(|_| 0);
         snap.migrating = vec![(slot, 1)];
@@ -292,7 +348,7 @@ mod tests {
 
     #[test]
     fn importing_slots_serve_asking_clients_only() {
-        let r = Routing::new();
+        let r = leased();
         let slot = Slot::for_key(b"k");
         let mut snap = snapshot(|_| 1);
         snap.importing = vec![slot];
@@ -310,7 +366,7 @@ mod tests {
 
     #[test]
     fn readonly_replicas_serve_reads_of_their_primary() {
-        let r = Routing::new();
+        let r = leased();
         let mut snap = snapshot(|_| 1);
         snap.my_primary = 1;
         r.publish(snap);

@@ -321,6 +321,21 @@ impl ClusterNode {
         me.flags.set(NodeFlags::NOFAILOVER, nofailover);
     }
 
+    /// The options CONFIG SET may change while the node runs (`cluster-require-full-coverage`,
+    /// `cluster-allow-replica-migration`, `cluster-replica-no-failover`); the cluster state follows from the next
+    /// tick, the nofailover flag from the next message.
+    pub fn set_runtime_options(
+        &mut self,
+        require_full_coverage: bool,
+        allow_replica_migration: bool,
+        no_failover: bool,
+    ) {
+        self.config.require_full_coverage = require_full_coverage;
+        self.config.allow_replica_migration = allow_replica_migration;
+        self.config.replica_no_failover = no_failover;
+        self.me_mut().flags.set(NodeFlags::NOFAILOVER, no_failover);
+    }
+
     // ------------------------------------------------------------------------------------------------------
     // Queries
     // ------------------------------------------------------------------------------------------------------

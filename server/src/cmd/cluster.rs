@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use shoal_cluster::{ClusterError, ClusterNode, SetSlot, ShardNode, Slot, SlotsNode};
+use shoal_cluster::{ClusterError, ClusterNode, FailoverMode, SetSlot, ShardNode, Slot, SlotsNode};
 
 use super::{args, Ctx, Handler};
 use crate::cluster_bus::ClusterBus;
@@ -525,35 +525,25 @@ fn cluster_reset(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-/// CLUSTER FAILOVER [FORCE|TAKEOVER]: Redis's argument and precondition checks. Shoal has no replica promotion
-/// yet, so a request that passes them is refused with an error saying so rather than acknowledged.
+/// CLUSTER FAILOVER [FORCE|TAKEOVER]: hands the request to the state machine, which checks Redis's
+/// preconditions (a replica, a known primary, a live one unless FORCE or TAKEOVER) and runs the failover in the
+/// background; OK means it is under way, as in Redis.
 fn cluster_failover(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     enabled(ctx)?;
     if args.len() > 3 {
         return Err(subcommand_syntax_error(args));
     }
     let bus = bus(ctx)?;
-    let force = match args.get(2) {
-        None => false,
-        Some(a) if args::is(a, "force") || args::is(a, "takeover") => true,
+    let mode = match args.get(2) {
+        None => FailoverMode::Default,
+        Some(a) if args::is(a, "force") => FailoverMode::Force,
+        Some(a) if args::is(a, "takeover") => FailoverMode::Takeover,
         Some(_) => return Err(CmdError::syntax()),
     };
-    bus.read(|n| {
-        if !n.is_replica() {
-            return Err(CmdError::Static("ERR You should send CLUSTER FAILOVER to a replica"));
-        }
-        let Some(primary) = n.my_primary() else {
-            return Err(CmdError::Static("ERR I'm a replica but my master is unknown to me"));
-        };
-        if !force && (primary.is_failed() || primary.link.is_none()) {
-            return Err(CmdError::Static(
-                "ERR Master is down or failed, please use CLUSTER FAILOVER FORCE",
-            ));
-        }
-        Err(CmdError::Static(
-            "ERR CLUSTER FAILOVER is not supported by this server yet",
-        ))
-    })
+    let now = crate::keyspace::access::unix_ms() as u64;
+    bus.with_node(|n| n.failover(mode, now)).map_err(refused)?;
+    ctx.out.ok();
+    Ok(())
 }
 
 /// CLUSTER SAVECONFIG: writes `nodes.conf` now, atomically and fsynced, through the driver (ordered with its own

@@ -46,7 +46,16 @@ fn config_set(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
     if changed.contains(&"dir") {
         let _ = std::env::set_current_dir(&config.dir);
     }
+    let cluster_options = (
+        config.cluster_require_full_coverage,
+        config.cluster_allow_replica_migration,
+        config.cluster_replica_no_failover,
+    );
     drop(config);
+    if let Some(bus) = ctx.srv.cluster.get() {
+        let (coverage, migration, no_failover) = cluster_options;
+        bus.with_node(|n| n.set_runtime_options(coverage, migration, no_failover));
+    }
     ctx.out.ok();
     Ok(())
 }

@@ -65,6 +65,8 @@ impl TestClient {
             my_primary: crate::routing::NO_NODE,
             state_ok: true,
         });
+        // A lone primary that owns every slot holds the write lease for good.
+        self.srv.routing.set_writes_until(u64::MAX);
     }
 
     /// Runs one command and returns its reply (or `Frame::Null` when the reply was suppressed).

@@ -34,6 +34,8 @@ pub struct Node {
     pub port: u16,
     pub bus_port: u16,
     pub dir: PathBuf,
+    /// Flags added to every start of this node (the cluster's `start_with` arguments).
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -61,6 +63,7 @@ impl Node {
             .arg(NODE_TIMEOUT_MS.to_string())
             .arg("--cluster-port")
             .arg(self.bus_port.to_string())
+            .args(&self.extra_args)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
             .stdout(log)
@@ -90,6 +93,11 @@ impl Node {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The process id while the node runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -175,6 +183,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts six nodes and forms them into a cluster; returns once every node reports `cluster_state:ok`.
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// [`Cluster::start`] with more `shoal-server` flags for every node (kept across restarts).
+    pub fn start_with(extra_args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("shoal-cluster-")
             .tempdir()
@@ -193,6 +206,7 @@ impl Cluster {
                     port,
                     bus_port,
                     dir: node_dir.clone(),
+                    extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
                     child: None,
                 };
                 match node.start() {
