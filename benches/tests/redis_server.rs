@@ -37,31 +37,50 @@ fn free_port() -> u16 {
 }
 
 async fn start_redis() -> RedisServer {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (apt-get install redis-server)");
-    let server = RedisServer { child, port, _dir: dir };
-    let deadline = Instant::now() + STARTUP_LIMIT;
-    while Connection::connect(&format!("127.0.0.1:{port}")).await.is_err() {
-        assert!(Instant::now() < deadline, "redis-server on port {port} did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // A port found free may be taken by another test's server before redis-server binds it; then redis-server
+    // exits and the port answers for someone else. So readiness is a PONG while our child still runs, and a
+    // lost race means another port.
+    let mut last = String::new();
+    for _attempt in 0..3 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        let mut server = RedisServer { child, port, _dir: dir };
+        let deadline = Instant::now() + STARTUP_LIMIT;
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                last = format!("redis-server on port {port} exited: {status}");
+                break;
+            }
+            let pong = async {
+                Connection::connect(&format!("127.0.0.1:{port}"))
+                    .await?
+                    .command(&["PING"])
+                    .await
+            };
+            if matches!(pong.await, Ok(Frame::Simple(s)) if &s[..] == b"PONG") {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "redis-server on port {port} did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
-    server
+    panic!("could not start redis-server: {last}");
 }
 
 fn args(port: u16, extra: &[&str]) -> Args {
