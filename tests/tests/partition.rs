@@ -13,7 +13,7 @@
 
 mod cluster_support;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -186,166 +186,6 @@ fn side(nodes: &[&Node]) -> Side {
             .map(|n| n.pid().unwrap_or_else(|| panic!("node {} is not running", n.port)))
             .collect(),
         ports: nodes.iter().flat_map(|n| [n.port, n.bus_port]).collect(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The cut: NetCut, plus the connections established before it.
-// ---------------------------------------------------------------------------------------------------------------
-
-/// The TCP sockets (other than listening ones) of the loopback network namespace: (local port, remote port,
-/// inode), from `/proc/net/tcp`.
-fn tcp_sockets() -> Vec<(u16, u16, u64)> {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    let port = |addr: &str| addr.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            // State 0A is LISTEN: not a connection.
-            if f.len() < 10 || f[3] == "0A" {
-                return None;
-            }
-            Some((port(f[1])?, port(f[2])?, f[9].parse().ok()?))
-        })
-        .collect()
-}
-
-/// The socket inodes a process holds (all its threads share the descriptor table).
-fn socket_inodes(pid: u32) -> HashSet<u64> {
-    let mut inodes = HashSet::new();
-    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-        for e in dir.flatten() {
-            if let Ok(target) = std::fs::read_link(e.path()) {
-                let t = target.to_string_lossy();
-                if let Some(n) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
-                    if let Ok(n) = n.parse() {
-                        inodes.insert(n);
-                    }
-                }
-            }
-        }
-    }
-    inodes
-}
-
-/// The connections between processes of `a` and processes of `b`, as (port on `a`'s end, port on `b`'s end): a
-/// socket of `a` whose peer is a listening port of `b`, or a socket of `b` with the mirror ports.
-fn connections_between(a: &Side, b: &Side) -> Vec<(u16, u16)> {
-    let sockets = tcp_sockets();
-    let inodes = |pids: &[u32]| -> HashSet<u64> { pids.iter().flat_map(|p| socket_inodes(*p)).collect() };
-    let (a_inodes, b_inodes) = (inodes(&a.pids), inodes(&b.pids));
-    let b_pairs: HashSet<(u16, u16)> = sockets
-        .iter()
-        .filter(|(_, _, i)| b_inodes.contains(i))
-        .map(|(l, r, _)| (*l, *r))
-        .collect();
-    let mut found: Vec<(u16, u16)> = sockets
-        .iter()
-        .filter(|(l, r, i)| a_inodes.contains(i) && (b.ports.contains(r) || b_pairs.contains(&(*r, *l))))
-        .map(|(l, r, _)| (*l, *r))
-        .collect();
-    found.sort_unstable();
-    found.dedup();
-    found
-}
-
-/// Runs `iptables-restore --noflush` on the filter table lines given.
-fn iptables_restore(lines: &[String]) -> Result<(), String> {
-    use std::io::Write;
-    let mut input = String::from("*filter\n");
-    for l in lines {
-        input.push_str(l);
-        input.push('\n');
-    }
-    input.push_str("COMMIT\n");
-    let mut child = std::process::Command::new("iptables-restore")
-        .arg("--noflush")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("iptables-restore: {e}"))?;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .map_err(|e| format!("iptables-restore stdin: {e}"))?;
-    let out = child.wait_with_output().map_err(|e| format!("iptables-restore: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "iptables-restore: {}\n{input}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// A partition between two sides: [`NetCut`] (its cgroup rules stop every connection opened from now on), and
-/// DROP rules for the connections already established between the two sides, which NetCut's rules do not
-/// match (a socket keeps the cgroup it was created in; an accepted one, its listener's). Dropping it heals.
-struct Partition {
-    netcut: Option<NetCut>,
-    /// `-I OUTPUT ...` lines of the rules for the established connections.
-    rules: Vec<String>,
-    /// How many established connections were cut.
-    established: usize,
-}
-
-static NEXT_PARTITION: AtomicUsize = AtomicUsize::new(0);
-
-impl Partition {
-    fn between(a: &Side, b: &Side) -> Partition {
-        let netcut = NetCut::between(a, b).expect("cut the network");
-        let mut p = Partition {
-            netcut: Some(netcut),
-            rules: Vec::new(),
-            established: 0,
-        };
-        let tag = format!(
-            "shoal-partition-test-{}-{}",
-            std::process::id(),
-            NEXT_PARTITION.fetch_add(1, Ordering::Relaxed)
-        );
-        let conns = connections_between(a, b);
-        p.established = conns.len();
-        for (pa, pb) in &conns {
-            for (from, to) in [(pa, pb), (pb, pa)] {
-                p.rules.push(format!(
-                    "-I OUTPUT -p tcp -s 127.0.0.1 -d 127.0.0.1 --sport {from} --dport {to} -m comment --comment \
-                     {tag} -j DROP"
-                ));
-            }
-        }
-        if !p.rules.is_empty() {
-            if let Err(e) = iptables_restore(&p.rules) {
-                p.rules.clear();
-                panic!("cutting the established connections: {e}");
-            }
-        }
-        p
-    }
-
-    fn heal(&mut self) {
-        if !self.rules.is_empty() {
-            let deletes: Vec<String> = self.rules.iter().map(|r| r.replacen("-I ", "-D ", 1)).collect();
-            if let Err(e) = iptables_restore(&deletes) {
-                eprintln!("removing the partition's rules: {e}");
-            }
-            self.rules.clear();
-        }
-        if let Some(mut n) = self.netcut.take() {
-            n.heal();
-        }
-    }
-}
-
-impl Drop for Partition {
-    fn drop(&mut self) {
-        self.heal();
     }
 }
 
@@ -547,12 +387,12 @@ fn cut_off_a_primary(cluster: &Cluster, label: &str) -> PrimaryCut {
 
     let others: Vec<&Node> = cluster.nodes.iter().skip(1).collect();
     let cut_begins = Instant::now();
-    let mut cut = Partition::between(&side(&[victim]), &side(&others));
+    let mut cut = NetCut::between(&side(&[victim]), &side(&others)).expect("cut the network");
     let cut_at = Instant::now();
     eprintln!(
         "[{label}] cut installed in {} ms ({} established connections cut), complete at {}",
         ms(cut_at - cut_begins),
-        cut.established,
+        cut.established(),
         utc_time_of_day()
     );
 
@@ -798,9 +638,9 @@ fn a_replica_cut_off_never_raises_the_epoch_or_starts_an_election() {
     );
 
     let others: Vec<&Node> = cluster.nodes.iter().filter(|n| n.port != replica.port).collect();
-    let mut cut = Partition::between(&side(&[replica]), &side(&others));
+    let mut cut = NetCut::between(&side(&[replica]), &side(&others)).expect("cut the network");
     let cut_at = Instant::now();
-    eprintln!("[replica] {} established connections cut", cut.established);
+    eprintln!("[replica] {} established connections cut", cut.established());
     // The primary, still in the majority, takes a write the replica cannot get during the cut.
     assert_eq!(cluster.nodes[primary].text(&["SET", &during_key, "2"]), "OK");
     let cut_for = Duration::from_millis(3 * NODE_TIMEOUT_MS);
