@@ -557,3 +557,61 @@ fn both_nodes_of_a_shard_die(cluster: &mut Cluster) {
         back.as_millis()
     );
 }
+
+/// A primary killed and restarted at once (a supervisor's restart, Docker's `restart: unless-stopped`) comes
+/// back empty before anyone flags it: its replica, which has the data, takes its slots instead of syncing the
+/// emptiness, and the restarted node becomes its replica.
+#[test]
+fn a_primary_restarted_at_once_hands_its_slots_to_its_replica_with_the_data() {
+    let mut cluster = Cluster::start();
+    let observer = &cluster.nodes[1];
+    let port = cluster.nodes[0].port;
+    let replica = replica_of(observer, port).expect("node 0 has a replica");
+    let tag = key_served_by(&cluster, port);
+    let keys: Vec<String> = (0..1000).map(|i| format!("{{{tag}}}:{i}")).collect();
+    let mut c = cluster.nodes[0].conn();
+    for k in &keys {
+        assert_eq!(reply_text(&c.cmd(&["SET", k, k])), "OK");
+    }
+    assert_eq!(
+        reply_text(&c.cmd(&["WAIT", "1", "2000"])),
+        "1",
+        "the replica has every key"
+    );
+    drop(c);
+
+    let killed_at = Instant::now();
+    cluster.nodes[0].kill();
+    cluster.nodes[0].start().expect("restart node 0 at once");
+    let restarted = killed_at.elapsed();
+    let r = index_of(&cluster, replica);
+    let deadline = Instant::now() + REJOIN_LIMIT;
+    loop {
+        // ROLE's first element: "master" or "slave".
+        let promoted = cluster.nodes[r].text(&["ROLE"]).contains("master");
+        let role = cluster.nodes[0].text(&["INFO", "replication"]);
+        if promoted && role.contains("role:slave") && role.contains("master_link_status:up") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not take over from the restarted primary:\n{}\n{}",
+            cluster.nodes[r].text(&["CLUSTER", "NODES"]),
+            role
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let took_over = killed_at.elapsed();
+    cluster.wait_state_ok(REJOIN_LIMIT);
+    assert_check_clean(&cluster, "after the takeover");
+    assert_eq!(cluster.owner_of(&keys[0]).port, replica, "the replica serves the slots");
+    let mut c = cluster.nodes[r].conn();
+    let missing = keys.iter().filter(|k| reply_text(&c.cmd(&["GET", k])) != **k).count();
+    assert_eq!(missing, 0, "keys lost when the primary came back empty");
+    eprintln!(
+        "primary restarted {} ms after its kill; its replica took over with all {} keys, {} ms after the kill",
+        restarted.as_millis(),
+        keys.len(),
+        took_over.as_millis()
+    );
+}

@@ -793,6 +793,11 @@ impl ClusterNode {
         Ok(())
     }
 
+    /// Whether a manual failover (`CLUSTER FAILOVER` in any mode) is under way on this node.
+    pub fn manual_failover_in_progress(&self) -> bool {
+        self.manual.end_ms != 0
+    }
+
     /// MFSTART: one of our replicas asks us to pause writes for a manual failover.
     fn process_mf_start(&mut self, sender: NodeId, now: u64) {
         // "This message is acceptable only if I'm a master and the sender is one of my slaves."

@@ -191,6 +191,12 @@ pub struct Replication {
     /// Whether the full sync in progress is the first of this replica's life, and whether it has synced since
     /// it became a replica (the cluster shows a replica only once it has).
     synced: AtomicBool,
+    /// Since when (unix ms) this replica has been trying to take over from a primary that came back empty
+    /// (`replica.rs`), or 0.
+    empty_primary_since_ms: AtomicI64,
+    /// Whether this replica has synced with the primary it follows now (reset whenever it follows another
+    /// node): only then is a new, shorter history from that primary proof that it restarted empty.
+    synced_with_current: AtomicBool,
 }
 
 impl Replication {
@@ -214,6 +220,8 @@ impl Replication {
             min_replicas_to_write: AtomicUsize::new(0),
             min_replicas_max_lag: AtomicU64::new(0),
             synced: AtomicBool::new(false),
+            empty_primary_since_ms: AtomicI64::new(0),
+            synced_with_current: AtomicBool::new(false),
         };
         r.refresh_config(config);
         r
@@ -315,6 +323,8 @@ impl Replication {
                     c.request_kill();
                 }
             }
+            self.synced_with_current.store(false, Ordering::Relaxed);
+            self.clear_empty_primary();
             *follow = Some(Follow {
                 host: host.to_owned(),
                 port,
@@ -356,6 +366,7 @@ impl Replication {
         if !self.is_replica() {
             return false;
         }
+        self.clear_empty_primary();
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Some(f) = self.follow.lock().take() {
             if let Some(c) = f.client {
@@ -424,8 +435,29 @@ impl Replication {
         self.last_io_ms.load(Ordering::Relaxed)
     }
 
+    /// Notes that the primary came back empty at `now_ms`; returns since when that has been seen.
+    pub(crate) fn note_empty_primary(&self, now_ms: i64) -> i64 {
+        match self
+            .empty_primary_since_ms
+            .compare_exchange(0, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => now_ms,
+            Err(since) => since,
+        }
+    }
+
+    pub(crate) fn clear_empty_primary(&self) {
+        self.empty_primary_since_ms.store(0, Ordering::Relaxed);
+    }
+
     pub(crate) fn note_synced(&self) {
         self.synced.store(true, Ordering::Relaxed);
+        self.synced_with_current.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this replica has synced with the primary it follows now.
+    pub(crate) fn synced_with_current(&self) -> bool {
+        self.synced_with_current.load(Ordering::Relaxed)
     }
 
     /// The primary this node follows.

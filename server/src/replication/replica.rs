@@ -236,6 +236,13 @@ async fn session(
         let (Some(id), Some(offset)) = (words.next(), words.next().and_then(|o| o.parse::<u64>().ok())) else {
             return Err(format!("bad PSYNC reply: {reply}"));
         };
+        if primary_came_back_empty(srv, &info, id, offset) {
+            return Err(format!(
+                "the primary came back with a new history {id} at offset {offset}, behind ours ({} in {}): it \
+                 restarted without its data, so this replica takes over its slots instead of emptying itself",
+                info.offset, info.replid
+            ));
+        }
         tracing::info!("full sync from {host}:{port}: history {id} at offset {offset}");
         srv.repl.set_link(generation, LinkState::Transfer, None);
         let _apply = srv.repl.lock_apply();
@@ -273,6 +280,53 @@ async fn session(
     let result = stream_loop(srv, &mut conn, &mut client, generation, phase, connected).await;
     drop(reg);
     result
+}
+
+/// How long a replica keeps trying to take over from a primary that came back empty before it gives up and
+/// syncs from it after all (availability over the data it holds), in ms.
+const EMPTY_PRIMARY_TAKEOVER_LIMIT_MS: i64 = 15_000;
+
+/// Shoal, cluster mode: a primary that answers with a new replication history behind the one this replica
+/// holds was restarted and lost its data (a cache persists nothing). Redis's replica would sync from it and
+/// empty itself, losing every write the cluster had acknowledged for those slots. Instead the replica runs a
+/// forced failover (an election with the voters' forced ack, as `CLUSTER FAILOVER FORCE`): it takes the slots
+/// with the data, and the restarted node, which refuses writes during its rejoin delay, becomes its replica and
+/// syncs from it. If that has not happened within [`EMPTY_PRIMARY_TAKEOVER_LIMIT_MS`], the replica syncs.
+fn primary_came_back_empty(srv: &Arc<Server>, held: &super::backlog::BacklogInfo, id: &str, offset: u64) -> bool {
+    let Some(bus) = srv.cluster.get() else { return false };
+    // Only a primary this replica has synced with since it started following it: a node it follows anew (a
+    // promoted sibling, or the new owner after this node was demoted) may well be behind what it holds.
+    if !srv.repl.synced_with_current()
+        || !held.active
+        || held.offset == 0
+        || id.eq_ignore_ascii_case(&held.replid)
+        || offset >= held.offset
+    {
+        srv.repl.clear_empty_primary();
+        return false;
+    }
+    let now = unix_ms();
+    let since = srv.repl.note_empty_primary(now);
+    if now - since > EMPTY_PRIMARY_TAKEOVER_LIMIT_MS {
+        tracing::warn!("could not take over from the restarted primary: syncing from it");
+        srv.repl.clear_empty_primary();
+        return false;
+    }
+    let started = bus.with_node(|n| {
+        // One attempt at a time: a forced failover in progress is left to finish (it times out by itself).
+        if n.manual_failover_in_progress() {
+            return Ok(());
+        }
+        n.failover(shoal_cluster::FailoverMode::Force, now as u64)
+    });
+    match started {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("cannot take over from the restarted primary ({e}): syncing from it");
+            srv.repl.clear_empty_primary();
+            false
+        }
+    }
 }
 
 /// Applies the snapshot (if any) and the stream until the link breaks.
