@@ -602,6 +602,7 @@ fn a_primary_restarted_at_once_hands_its_slots_to_its_replica_with_the_data() {
         thread::sleep(Duration::from_millis(20));
     }
     let took_over = killed_at.elapsed();
+    let writable = until_writable(&cluster, &format!("{{{tag}}}:probe"), killed_at, REJOIN_LIMIT);
     cluster.wait_state_ok(REJOIN_LIMIT);
     assert_check_clean(&cluster, "after the takeover");
     assert_eq!(cluster.owner_of(&keys[0]).port, replica, "the replica serves the slots");
@@ -609,9 +610,11 @@ fn a_primary_restarted_at_once_hands_its_slots_to_its_replica_with_the_data() {
     let missing = keys.iter().filter(|k| reply_text(&c.cmd(&["GET", k])) != **k).count();
     assert_eq!(missing, 0, "keys lost when the primary came back empty");
     eprintln!(
-        "primary restarted {} ms after its kill; its replica took over with all {} keys, {} ms after the kill",
+        "primary restarted {} ms after its kill; its replica took over with all {} keys, {} ms after the kill; \
+         the slots took writes again {} ms after the kill",
         restarted.as_millis(),
         keys.len(),
-        took_over.as_millis()
+        took_over.as_millis(),
+        writable.as_millis()
     );
 }

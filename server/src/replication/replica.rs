@@ -285,13 +285,16 @@ async fn session(
 /// How long a replica keeps trying to take over from a primary that came back empty before it gives up and
 /// syncs from it after all (availability over the data it holds), in ms.
 const EMPTY_PRIMARY_TAKEOVER_LIMIT_MS: i64 = 15_000;
+/// How long such a replica waits for the bus link to the restarted primary, to take over in coordination with
+/// it, before it forces the takeover, in ms.
+const COORDINATED_TAKEOVER_WAIT_MS: i64 = 1_000;
 
 /// Shoal, cluster mode: a primary that answers with a new replication history behind the one this replica
 /// holds was restarted and lost its data (a cache persists nothing). Redis's replica would sync from it and
 /// empty itself, losing every write the cluster had acknowledged for those slots. Instead the replica runs a
-/// forced failover (an election with the voters' forced ack, as `CLUSTER FAILOVER FORCE`): it takes the slots
-/// with the data, and the restarted node, which refuses writes during its rejoin delay, becomes its replica and
-/// syncs from it. If that has not happened within [`EMPTY_PRIMARY_TAKEOVER_LIMIT_MS`], the replica syncs.
+/// failover as `CLUSTER FAILOVER` does (FORCE when the restarted node is not reachable on the bus yet): it takes
+/// the slots with the data, and the restarted node, which refuses writes during its rejoin delay, becomes its
+/// replica and syncs from it. If that has not happened within [`EMPTY_PRIMARY_TAKEOVER_LIMIT_MS`], the replica syncs.
 fn primary_came_back_empty(srv: &Arc<Server>, held: &super::backlog::BacklogInfo, id: &str, offset: u64) -> bool {
     let Some(bus) = srv.cluster.get() else { return false };
     // Only a primary this replica has synced with since it started following it: a node it follows anew (a
@@ -313,11 +316,20 @@ fn primary_came_back_empty(srv: &Arc<Server>, held: &super::backlog::BacklogInfo
         return false;
     }
     let started = bus.with_node(|n| {
-        // One attempt at a time: a forced failover in progress is left to finish (it times out by itself).
+        // One attempt at a time: a failover in progress is left to finish (it times out by itself).
         if n.manual_failover_in_progress() {
             return Ok(());
         }
-        n.failover(shoal_cluster::FailoverMode::Force, now as u64)
+        // Coordinated if the restarted node is reachable on the bus: it pauses writes and reports its offset
+        // (as for CLUSTER FAILOVER), so the new primary can take writes at once. Otherwise forced, and the new
+        // primary waits out the rejoin delay before writing, in case the old one still takes writes.
+        let coordinated = n.failover(shoal_cluster::FailoverMode::Default, now as u64);
+        if coordinated.is_err() && now - since < COORDINATED_TAKEOVER_WAIT_MS {
+            // The bus link to the restarted node is usually up within a tick or two: wait for it (the
+            // replication link retries shortly) rather than force.
+            return Ok(());
+        }
+        coordinated.or_else(|_| n.failover(shoal_cluster::FailoverMode::Force, now as u64))
     });
     match started {
         Ok(()) => true,
