@@ -45,6 +45,7 @@ pub fn main(args: Vec<String>) -> anyhow::Result<()> {
             .with_context(|| format!("writing pidfile {}", pidfile.display()))?;
     }
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    crate::connection::set_burst_replies(workers == 1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("shoal-worker")
