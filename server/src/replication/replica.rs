@@ -297,6 +297,10 @@ const COORDINATED_TAKEOVER_WAIT_MS: i64 = 1_000;
 /// replica and syncs from it. If that has not happened within [`EMPTY_PRIMARY_TAKEOVER_LIMIT_MS`], the replica syncs.
 fn primary_came_back_empty(srv: &Arc<Server>, held: &super::backlog::BacklogInfo, id: &str, offset: u64) -> bool {
     let Some(bus) = srv.cluster.get() else { return false };
+    // An operator who set `cluster-replica-no-failover` keeps this replica out of every automatic takeover.
+    if bus.read(|n| n.config().replica_no_failover) {
+        return false;
+    }
     // Only a primary this replica has synced with since it started following it: a node it follows anew (a
     // promoted sibling, or the new owner after this node was demoted) may well be behind what it holds.
     if !srv.repl.synced_with_current()
