@@ -307,16 +307,7 @@ fn until_writable(cluster: &Cluster, key: &str, since: Instant, limit: Duration)
 fn until_rejoined(cluster: &Cluster, port: u16, since: Instant) -> Duration {
     let node = &cluster.nodes[index_of(cluster, port)];
     loop {
-        let replication = node.text(&["INFO", "replication"]);
-        let field = |name: &str| {
-            replication
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        };
-        let (role, link) = (field("role"), field("master_link_status"));
+        let (role, link) = (node.repl_field("role"), node.repl_field("master_link_status"));
         let state = node.info_field("cluster_state").unwrap_or_default();
         if role == "slave" && link == "up" && state == "ok" {
             return since.elapsed();
@@ -330,15 +321,13 @@ fn until_rejoined(cluster: &Cluster, port: u16, since: Instant) -> Duration {
 }
 
 fn assert_check_clean(cluster: &Cluster, when: &str) {
-    // The check can race the last gossip of a round (a node still seen as failed): give it a few tries.
-    let mut out = cluster.check();
-    for _ in 0..20 {
-        let text = out.stdout_str();
-        if out.success() && !text.contains("[ERR]") && !text.contains("[WARNING]") {
-            return;
-        }
-        thread::sleep(Duration::from_millis(250));
-        out = cluster.check();
+    let clean = |o: &shoal_tests::RunOutput| {
+        let text = o.stdout_str();
+        o.success() && !text.contains("[ERR]") && !text.contains("[WARNING]")
+    };
+    let out = cluster.check_until(clean);
+    if clean(&out) {
+        return;
     }
     panic!(
         "redis-cli --cluster check {when}:\n{}\n{}",

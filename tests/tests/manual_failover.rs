@@ -179,16 +179,6 @@ fn wait_swap_everywhere(
     panic!("the cluster did not agree that {new} replaced {old:?} within {limit:?}: {pending:?}");
 }
 
-/// A field of a node's INFO replication.
-fn repl_field(node: &Node, name: &str) -> String {
-    node.text(&["INFO", "replication"])
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
 /// A counter of CLUSTER INFO (0 when absent, as the `cluster_stats_messages_*` of kinds never seen are).
 fn info_count(node: &Node, field: &str) -> u64 {
     node.info_field(field).and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -198,9 +188,9 @@ fn info_count(node: &Node, field: &str) -> u64 {
 fn wait_replica_of(node: &Node, primary: u16, since: Instant, limit: Duration) -> Duration {
     loop {
         let (role, port, link) = (
-            repl_field(node, "role"),
-            repl_field(node, "master_port"),
-            repl_field(node, "master_link_status"),
+            node.repl_field("role"),
+            node.repl_field("master_port"),
+            node.repl_field("master_link_status"),
         );
         if role == "slave" && port == primary.to_string() && link == "up" {
             return since.elapsed();
@@ -297,13 +287,9 @@ fn refusals_text(r: &[(String, usize)]) -> String {
 
 /// `redis-cli --cluster check` succeeds without `[ERR]` (a few tries: it can race the last gossip).
 fn assert_check_clean(cluster: &Cluster, when: &str) {
-    let mut out = cluster.check();
-    for _ in 0..20 {
-        if out.success() && !out.stdout_str().contains("[ERR]") {
-            return;
-        }
-        thread::sleep(Duration::from_millis(250));
-        out = cluster.check();
+    let out = cluster.check_until(|o| o.success() && !o.stdout_str().contains("[ERR]"));
+    if out.success() && !out.stdout_str().contains("[ERR]") {
+        return;
     }
     panic!(
         "redis-cli --cluster check {when}:\n{}\n{}",
@@ -536,7 +522,7 @@ fn cluster_failover_default_swaps_roles_without_losing_a_write() {
     let following = wait_replica_of(node(&cluster, primary), replica, t0, FAILOVER_LIMIT);
     let agreed = wait_swap_everywhere(&mut cluster, replica, Some(primary), t0, FAILOVER_LIMIT);
     let r = node(&cluster, replica);
-    assert_eq!(repl_field(r, "role"), "master", "the replica {replica} was promoted");
+    assert_eq!(r.repl_field("role"), "master", "the replica {replica} was promoted");
     writer.wait_acks_by(replica, 300, Duration::from_secs(10));
     let ledger = writer.finish();
 
@@ -833,8 +819,8 @@ fn cluster_failover_errors_match_redis() {
     }
     // Longer than a failover takes here: nothing changed.
     thread::sleep(Duration::from_millis(1500));
-    assert_eq!(repl_field(r, "role"), "slave", "{replica} is still a replica");
-    assert_eq!(repl_field(p, "role"), "master", "{primary} is still the primary");
+    assert_eq!(r.repl_field("role"), "slave", "{replica} is still a replica");
+    assert_eq!(p.repl_field("role"), "master", "{primary} is still the primary");
     assert!(
         sees_swap(&cluster.nodes[1], primary, Some(replica)).is_ok(),
         "the topology is unchanged"

@@ -89,15 +89,6 @@ fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Inst
     }
 }
 
-/// A field of a node's INFO replication ("" when absent).
-fn repl_field(node: &Node, name: &str) -> String {
-    let info = node.text(&["INFO", "replication"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}:")))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_default()
-}
-
 fn current_epoch(node: &Node) -> u64 {
     node.info_field("cluster_current_epoch")
         .and_then(|v| v.parse().ok())
@@ -160,7 +151,7 @@ fn replica_of(cluster: &Cluster, primary: usize) -> usize {
         .position(|n| n.port == port)
         .unwrap_or_else(|| panic!("no node on port {port}"));
     assert_eq!(
-        repl_field(&cluster.nodes[idx], "master_port"),
+        cluster.nodes[idx].repl_field("master_port"),
         cluster.nodes[primary].port.to_string(),
         "node {idx} is listed as a replica of node {primary} but follows another"
     );
@@ -397,7 +388,7 @@ fn cut_off_a_primary(cluster: &Cluster, label: &str) -> PrimaryCut {
     );
 
     let promoted_at = wait_for(PROMOTION_TIMEOUT, "the replica's promotion", || {
-        serves_slots(replica) && repl_field(replica, "role") == "master"
+        serves_slots(replica) && replica.repl_field("role") == "master"
     });
     eprintln!(
         "[{label}] replica promoted {} ms after the cut",
@@ -421,9 +412,9 @@ fn cut_off_a_primary(cluster: &Cluster, label: &str) -> PrimaryCut {
     eprintln!("[{label}] healed at {}", utc_time_of_day());
     let new_primary_port = replica.port.to_string();
     let rejoined_at = wait_for(REJOIN_TIMEOUT, "the old primary to follow the new one", || {
-        repl_field(victim, "role") == "slave"
-            && repl_field(victim, "master_port") == new_primary_port
-            && repl_field(victim, "master_link_status") == "up"
+        victim.repl_field("role") == "slave"
+            && victim.repl_field("master_port") == new_primary_port
+            && victim.repl_field("master_link_status") == "up"
     });
     eprintln!(
         "[{label}] old primary a replica of the new one, link up, {} ms after the heal",
@@ -455,7 +446,7 @@ fn cut_off_a_primary(cluster: &Cluster, label: &str) -> PrimaryCut {
             &["election", "Election", "FAIL", "master", "configEpoch", "Cluster state"]
         )
     );
-    let check = check_settled(cluster);
+    let check = cluster.check_until(|o| o.success() && !o.stdout_str().contains("[ERR]"));
     let check_out = check.stdout_str();
     assert!(
         check.success() && !check_out.contains("[ERR]"),
@@ -557,21 +548,6 @@ fn cut_off_a_primary(cluster: &Cluster, label: &str) -> PrimaryCut {
     }
 }
 
-/// `redis-cli --cluster check`, retried for a few seconds: right after a heal one node may still list the new
-/// primary with its old replica flag (a role change travels with that node's own next ping, as in Redis), which
-/// the check reports as "Nodes don't agree about configuration!".
-fn check_settled(cluster: &Cluster) -> shoal_tests::RunOutput {
-    let mut out = cluster.check();
-    for _ in 0..20 {
-        if out.success() && !out.stdout_str().contains("[ERR]") {
-            break;
-        }
-        thread::sleep(Duration::from_millis(250));
-        out = cluster.check();
-    }
-    out
-}
-
 #[test]
 fn a_primary_cut_off_stops_taking_writes_before_its_replica_is_promoted() {
     require_netcut();
@@ -621,7 +597,7 @@ fn replica_get(node: &Node, key: &str) -> Result<String, String> {
 }
 
 fn repl_offset(node: &Node, field: &str) -> u64 {
-    repl_field(node, field)
+    node.repl_field(field)
         .parse()
         .unwrap_or_else(|_| panic!("node {}: no {field} in INFO replication", node.port))
 }
@@ -680,7 +656,7 @@ fn a_replica_cut_off_never_raises_the_epoch_or_starts_an_election() {
                 ms(cut_at.elapsed())
             );
         }
-        if link_down_at.is_none() && repl_field(replica, "master_link_status") == "down" {
+        if link_down_at.is_none() && replica.repl_field("master_link_status") == "down" {
             link_down_at = Some(Instant::now());
         }
         // PFAIL ("fail?") or FAIL: either shows the cut is effective.
@@ -727,8 +703,8 @@ fn a_replica_cut_off_never_raises_the_epoch_or_starts_an_election() {
         REJOIN_TIMEOUT,
         "the replica to get the write made during the cut",
         || {
-            repl_field(replica, "master_link_status") == "up"
-                && repl_field(replica, "master_port") == primary_port
+            replica.repl_field("master_link_status") == "up"
+                && replica.repl_field("master_port") == primary_port
                 && replica_get(replica, &during_key).as_deref() == Ok("2")
         },
     );
@@ -754,7 +730,7 @@ fn a_replica_cut_off_never_raises_the_epoch_or_starts_an_election() {
         !log.contains("Starting a failover election"),
         "the cut-off replica started an election:\n{log}"
     );
-    let check = check_settled(&cluster);
+    let check = cluster.check_until(|o| o.success() && !o.stdout_str().contains("[ERR]"));
     let check_out = check.stdout_str();
     assert!(
         check.success() && !check_out.contains("[ERR]"),

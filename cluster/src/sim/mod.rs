@@ -466,19 +466,24 @@ impl Sim {
     pub fn kill(&mut self, i: usize) {
         self.nodes[i].node = None;
         let mine: Vec<(usize, LinkId)> = self.conns.keys().filter(|(n, _)| *n == i).copied().collect();
-        for key in mine {
-            if let Some((peer, peer_link)) = self.conns.remove(&key) {
-                self.conns.remove(&(peer, peer_link));
-                if self.can_talk(i, peer) {
-                    let delay = self.config.min_delay_ms;
-                    self.schedule(
-                        delay,
-                        Event::Closed {
-                            node: peer,
-                            link: peer_link,
-                        },
-                    );
-                }
+        for (_, link) in mine {
+            self.close_connection(i, link);
+        }
+    }
+
+    /// Forgets node `i`'s connection `link`; its peer hears of it if the network lets the reset through.
+    fn close_connection(&mut self, i: usize, link: LinkId) {
+        if let Some((peer, peer_link)) = self.conns.remove(&(i, link)) {
+            self.conns.remove(&(peer, peer_link));
+            if self.can_talk(i, peer) {
+                let delay = self.config.min_delay_ms;
+                self.schedule(
+                    delay,
+                    Event::Closed {
+                        node: peer,
+                        link: peer_link,
+                    },
+                );
             }
         }
     }
@@ -636,21 +641,7 @@ impl Sim {
                     }
                 }
                 Effect::Send { link, msg } => self.transmit(i, link, msg),
-                Effect::CloseLink { link } => {
-                    if let Some((peer, peer_link)) = self.conns.remove(&(i, link)) {
-                        self.conns.remove(&(peer, peer_link));
-                        if self.can_talk(i, peer) {
-                            let delay = self.config.min_delay_ms;
-                            self.schedule(
-                                delay,
-                                Event::Closed {
-                                    node: peer,
-                                    link: peer_link,
-                                },
-                            );
-                        }
-                    }
-                }
+                Effect::CloseLink { link } => self.close_connection(i, link),
                 Effect::Log { level, text } => {
                     if self.config.log_level.is_some_and(|min| level >= min) {
                         eprintln!("[{} node {i}] {text}", self.now_ms - START_MS);

@@ -666,13 +666,7 @@ impl ClusterNode {
     /// Sends our configuration to every node right away (`clusterBroadcastPong`), after a change others
     /// should learn fast.
     pub(super) fn broadcast_pong(&mut self) {
-        let targets: Vec<LinkId> = self
-            .table
-            .iter()
-            .filter(|n| !n.flags.intersects(NodeFlags::MYSELF | NodeFlags::HANDSHAKE))
-            .filter_map(|n| n.link)
-            .collect();
-        for link in targets {
+        for link in self.broadcast_links() {
             self.send_pong(link, 0);
         }
     }

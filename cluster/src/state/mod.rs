@@ -669,15 +669,18 @@ impl ClusterNode {
         self.broadcast_flagged(body, 0);
     }
 
-    /// As [`Self::broadcast`], with message flags added to the header's.
-    fn broadcast_flagged(&mut self, body: Body, mflags: u8) {
-        let targets: Vec<LinkId> = self
-            .table
+    /// The links a broadcast goes to: every node's but our own and those in handshake.
+    pub(super) fn broadcast_links(&self) -> Vec<LinkId> {
+        self.table
             .iter()
             .filter(|n| !n.flags.intersects(NodeFlags::MYSELF | NodeFlags::HANDSHAKE))
             .filter_map(|n| n.link)
-            .collect();
-        for link in targets {
+            .collect()
+    }
+
+    /// As [`Self::broadcast`], with message flags added to the header's.
+    fn broadcast_flagged(&mut self, body: Body, mflags: u8) {
+        for link in self.broadcast_links() {
             self.send_flagged(link, body.clone(), mflags);
         }
     }

@@ -121,6 +121,16 @@ impl Node {
             .map(|v| v.trim().to_owned())
     }
 
+    /// A field of this node's INFO replication (empty when absent).
+    pub fn repl_field(&self, name: &str) -> String {
+        self.text(&["INFO", "replication"])
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
+
     pub fn my_id(&self) -> String {
         self.text(&["CLUSTER", "MYID"])
     }
@@ -313,6 +323,21 @@ impl Cluster {
             }
         }
         panic!("no node serves slot {slot} of {key}:\n{nodes}");
+    }
+
+    /// `redis-cli --cluster check`, retried for up to 5 s until `clean` accepts it: right after a failover or a
+    /// heal one node may still list the new primary with its old replica flag (a role change travels with that
+    /// node's own next ping, as in Redis). Returns the last output.
+    pub fn check_until(&self, clean: impl Fn(&RunOutput) -> bool) -> RunOutput {
+        let mut out = self.check();
+        for _ in 0..20 {
+            if clean(&out) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(250));
+            out = self.check();
+        }
+        out
     }
 
     /// `redis-cli --cluster check` against the first node.
