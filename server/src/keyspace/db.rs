@@ -1059,6 +1059,7 @@ mod tests {
         }
         let bytes: usize = (0..SHARDS).map(|i| db.lock_shard(i).bucket_bytes()).sum();
         let per_key = bytes as f64 / n as f64;
-        assert!(per_key < 16.0, "{per_key} bucket bytes per key");
+        // 14 bytes a bucket (meta, hash position, pointer) at about 70-90% load: 15.6-20 bytes a key.
+        assert!(per_key < 19.0, "{per_key} bucket bytes per key");
     }
 }

@@ -7,15 +7,19 @@
 //! * SCAN can resume from a position in hash space (`h >> 32`) rather than a bucket index. That position means
 //!   the same thing at every capacity, so a key present for the whole scan is returned even if the table grows
 //!   or shrinks between calls.
-//! * capacity need not be a power of two: it grows by 1.5x (4, 8, 12, 16, 24, 32, ...) with a 0.9 load
-//!   limit, so tables sit between 60% and 90% full instead of 45-90%, and the tables of all slots, which fill
-//!   at the same rate, do not all sit just past a doubling at once.
+//! * capacity need not be a power of two: it steps through the capacities whose bucket array fills one of the
+//!   allocator's size classes (jemalloc has four per doubling: 4, 8, 12, 16, 20, 24, 32, 36, 44, 52, 64, ...
+//!   buckets) with a 0.9 load limit, so tables sit between about 70% and 90% full, no allocation carries a size
+//!   class's slack, and the tables of all slots, which fill at the same rate, are never all just past a
+//!   doubling at once. A resize moves entries without reading them (below), so the finer steps cost little.
 //!
-//! Layout, one allocation of groups of four buckets: `[4 x u16 meta][4 x Option<Entry>]`, 40 bytes a group, so
-//! a bucket's meta word and its entry pointer sit on the same cache line (a lookup of a key in a large
-//! keyspace is a chain of cache misses: slot header, bucket, entry; keeping meta and pointer together saves
-//! one), while probing still scans metas without touching entries. The capacity lives in the table header for
-//! the same reason. The meta word is
+//! Layout, one allocation of groups of four buckets: `[4 x u16 meta][4 x u32 hash position][4 x Option<Entry>]`,
+//! 56 bytes a group, so a bucket's meta word and its entry pointer are close together (a lookup of a key in a
+//! large keyspace is a chain of cache misses: slot header, bucket, entry; keeping meta and pointer together
+//! saves one), while probing still scans metas without touching entries. The capacity lives in the table
+//! header for the same reason. Each bucket keeps its key's hash position, so a resize moves entries without
+//! reading them: rehashing every key on growth used to cost a cache miss per key and was 12% of the server's
+//! CPU while SETs filled an empty keyspace. SCAN's resume check reads it too. The meta word is
 //! `OCCUPIED | VOLATILE | tag(7) | displacement(7)`: probing compares tags without touching entries, the
 //! displacement gives each resident's home for Robin Hood without rehashing its key, and VOLATILE lets the
 //! active expiry sweep find keys with a TTL without reading entries that have none. Empty tables own no memory.
@@ -32,12 +36,11 @@ const TAG_MASK: u16 = 0x7F << TAG_SHIFT;
 const DISP_MASK: u16 = 0x7F;
 /// Displacement is 7 bits; a probe sequence that would reach this forces a resize instead.
 const MAX_DISP: usize = DISP_MASK as usize;
-/// How far ahead a resize prefetches the entries it is about to rehash.
-const RESIZE_PREFETCH_AHEAD: usize = 8;
-
-/// Buckets per group: four 2-byte metas, then four 8-byte entry pointers.
+/// Buckets per group: four 2-byte metas, four 4-byte hash positions, then four 8-byte entry pointers.
 const GROUP: usize = 4;
-const GROUP_BYTES: usize = GROUP * 2 + GROUP * 8;
+const POS_OFFSET: usize = GROUP * 2;
+const SLOT_OFFSET: usize = POS_OFFSET + GROUP * 4;
+const GROUP_BYTES: usize = SLOT_OFFSET + GROUP * 8;
 const MIN_CAP: usize = GROUP;
 /// Grow past 90% full; Robin Hood keeps probe lengths short at that load.
 const MAX_LOAD_NUM: usize = 9;
@@ -71,17 +74,25 @@ fn first_pos_of_home(home: usize, cap: usize) -> u64 {
 }
 
 fn next_cap(cap: usize) -> usize {
-    if cap < MIN_CAP {
-        MIN_CAP
-    } else if cap == MIN_CAP {
-        // 4 -> 8, so every capacity stays a whole number of groups.
-        2 * MIN_CAP
-    } else if cap.is_power_of_two() {
-        cap + cap / 2
-    } else {
-        // 1.5 * 2^k -> 2^(k+1)
-        cap / 3 * 4
+    let groups = cap / GROUP;
+    let mut bytes = groups * GROUP_BYTES;
+    loop {
+        bytes = size_class(bytes + 1);
+        let fit = bytes / GROUP_BYTES;
+        if fit > groups {
+            return fit * GROUP;
+        }
     }
+}
+
+/// The size class jemalloc rounds an allocation of `n` bytes up to: multiples of 16 up to 128, then four
+/// classes per doubling.
+fn size_class(n: usize) -> usize {
+    if n <= 128 {
+        return n.max(1).div_ceil(16) * 16;
+    }
+    let step = 1usize << ((usize::BITS - 1 - (n - 1).leading_zeros()) - 2);
+    n.div_ceil(step) * step
 }
 
 /// The smallest capacity in the growth sequence holding `len` keys at no more than 90% load.
@@ -165,21 +176,34 @@ impl SlotTable {
     #[inline]
     fn meta_ptr(&self, i: usize) -> *mut u16 {
         match self.raw {
-            // SAFETY: group i/4 lies inside the allocation when i < cap.
-            Some(p) => unsafe { p.as_ptr().add(i / GROUP * GROUP_BYTES + i % GROUP * 2) as *mut u16 },
+            Some(p) => meta_at(p, i),
             None => std::ptr::null_mut(),
         }
     }
 
-    /// Address of bucket `i`'s entry pointer (8-byte aligned: groups are 40 bytes, pointers start at 8).
+    /// Address of bucket `i`'s entry pointer.
     #[inline]
     fn slot_ptr(&self, i: usize) -> *mut Option<Entry> {
         match self.raw {
-            // SAFETY: as for `meta_ptr`.
-            Some(p) => unsafe {
-                p.as_ptr().add(i / GROUP * GROUP_BYTES + GROUP * 2 + i % GROUP * 8) as *mut Option<Entry>
-            },
+            Some(p) => slot_at(p, i),
             None => std::ptr::null_mut(),
+        }
+    }
+
+    #[inline]
+    fn pos(&self, i: usize) -> u32 {
+        match self.raw {
+            // SAFETY: callers pass i < cap of an allocated table.
+            Some(p) => unsafe { *pos_at(p, i) },
+            None => 0,
+        }
+    }
+
+    #[inline]
+    fn set_pos(&mut self, i: usize, pos: u32) {
+        if let Some(p) = self.raw {
+            // SAFETY: callers pass i < cap of an allocated table.
+            unsafe { *pos_at(p, i) = pos }
         }
     }
 
@@ -215,9 +239,11 @@ impl SlotTable {
     pub fn prefetch(&self, h: Hash) {
         if let Some(p) = self.raw {
             let home = home_of_pos(hash_pos(h), self.cap as usize);
-            // SAFETY: only computes an address inside the allocation; prefetching never faults.
+            // SAFETY: only computes addresses inside the allocation; prefetching never faults.
             let addr = unsafe { p.as_ptr().add(home / GROUP * GROUP_BYTES) };
             prefetch_read(addr);
+            // A group can straddle two cache lines; the entry pointers are at its end.
+            prefetch_read(addr.wrapping_add(GROUP_BYTES - 1));
         }
     }
 
@@ -333,39 +359,33 @@ impl SlotTable {
         if (self.len as usize + 1) * MAX_LOAD_DEN > cap * MAX_LOAD_NUM {
             self.resize(next_cap(cap));
         }
-        let mut pending = entry;
-        let mut h = h;
+        let volatile = entry.has_expire();
+        let meta = OCCUPIED | if volatile { VOLATILE } else { 0 } | tag_of(h);
+        let mut pending = (entry, hash_pos(h), meta);
         // A probe past the displacement limit grows the table; each try grows it, so this ends.
-        loop {
-            match self.try_place(pending, h) {
-                Ok(()) => break,
-                Err(carried) => {
-                    h = super::hash_key(carried.key());
-                    pending = carried;
-                    let grown = next_cap(self.capacity());
-                    self.resize(grown);
-                }
-            }
+        while let Err(carried) = self.place(pending.0, pending.1, pending.2) {
+            pending = carried;
+            self.resize(next_cap(self.capacity()));
         }
         self.len += 1;
-    }
-
-    /// Robin Hood placement without a length check. On failure the table is unchanged except that `entry`
-    /// may have been swapped with residents; the returned entry must still be placed.
-    fn try_place(&mut self, entry: Entry, h: Hash) -> Result<(), Entry> {
-        let cap = self.capacity();
-        let volatile = if entry.has_expire() { VOLATILE } else { 0 };
-        if volatile != 0 {
+        if volatile {
             self.volatile += 1;
         }
-        let mut cur_entry = entry;
-        let mut cur_meta = OCCUPIED | volatile | tag_of(h);
-        let mut i = home_of_pos(hash_pos(h), cap);
+    }
+
+    /// Robin Hood placement of an entry with hash position `pos` and meta `meta` (displacement bits clear),
+    /// without a length check or count updates. On failure every other entry is in place and the returned one,
+    /// possibly a resident swapped out on the way, must still be placed.
+    fn place(&mut self, entry: Entry, pos: u32, meta: u16) -> Result<(), (Entry, u32, u16)> {
+        let cap = self.capacity();
+        let (mut cur_entry, mut cur_pos, mut cur_meta) = (entry, pos, meta);
+        let mut i = home_of_pos(cur_pos, cap);
         let mut dist: u16 = 0;
         loop {
             let m = self.meta(cap, i);
             if m & OCCUPIED == 0 {
                 self.set_meta(cap, i, cur_meta | dist);
+                self.set_pos(i, cur_pos);
                 *self.slot_mut(i) = Some(cur_entry);
                 return Ok(());
             }
@@ -373,21 +393,20 @@ impl SlotTable {
             if resident_dist < dist {
                 // Take the richer resident's place and carry it on.
                 self.set_meta(cap, i, cur_meta | dist);
+                let resident_pos = self.pos(i);
+                self.set_pos(i, cur_pos);
                 let displaced = self.slot_mut(i).replace(cur_entry);
                 let Some(displaced) = displaced else {
                     unreachable_entry()
                 };
                 cur_entry = displaced;
+                cur_pos = resident_pos;
                 cur_meta = m & !DISP_MASK;
                 dist = resident_dist;
             }
             dist += 1;
             if dist as usize > MAX_DISP {
-                if cur_meta & VOLATILE != 0 {
-                    self.volatile -= 1;
-                }
-                // The carried entry is out of the table: rebuild so that nothing is lost, then report it.
-                return Err(cur_entry);
+                return Err((cur_entry, cur_pos, cur_meta));
             }
             i += 1;
             if i == cap {
@@ -419,6 +438,8 @@ impl SlotTable {
             }
             let moved = self.slot_mut(next).take();
             *self.slot_mut(i) = moved;
+            let moved_pos = self.pos(next);
+            self.set_pos(i, moved_pos);
             self.set_meta(cap, i, nm - 1);
             i = next;
         }
@@ -441,32 +462,43 @@ impl SlotTable {
     }
 
     fn resize(&mut self, new_cap: usize) {
-        let mut entries = self.take_all();
-        let mut cap = new_cap.max(cap_for(entries.len()));
-        // Placement can only fail on a displacement overflow, which a larger table cures.
-        'rebuild: loop {
-            self.raw = Some(SlotTable::allocate(cap));
+        let (old, old_cap) = (self.raw, self.capacity());
+        let mut cap = new_cap.max(cap_for(self.len as usize));
+        // Placement can only fail on a displacement overflow, which a larger table cures. Until the new table
+        // is complete the old one stays the owner of every entry: the new one holds bitwise copies, so a failed
+        // attempt is freed without dropping anything.
+        loop {
+            let new = SlotTable::allocate(cap);
+            self.raw = Some(new);
             self.cap = cap as u32;
-            while let Some(e) = entries.pop() {
-                // Rehashing reads every key: have the entries a few places on loaded by the time we get there.
-                if let Some(ahead) = entries
-                    .len()
-                    .checked_sub(RESIZE_PREFETCH_AHEAD)
-                    .and_then(|i| entries.get(i))
-                {
-                    ahead.prefetch();
+            let mut complete = true;
+            if let Some(old) = old {
+                for i in 0..old_cap {
+                    // SAFETY: i < old_cap, inside the old allocation, which nothing else touches meanwhile.
+                    let m = unsafe { *meta_at(old, i) };
+                    if m & OCCUPIED == 0 {
+                        continue;
+                    }
+                    // SAFETY: as above; the read copies the entry pointer, ownership stays with the old table.
+                    let (pos, entry) = unsafe { (*pos_at(old, i), std::ptr::read(slot_at(old, i))) };
+                    let Some(entry) = entry else { unreachable_entry() };
+                    if let Err((copy, _, _)) = self.place(entry, pos, m & !DISP_MASK) {
+                        std::mem::forget(copy);
+                        complete = false;
+                        break;
+                    }
                 }
-                let h = super::hash_key(e.key());
-                if let Err(carried) = self.try_place(e, h) {
-                    entries.push(carried);
-                    let mut placed = self.take_all();
-                    entries.append(&mut placed);
-                    cap = next_cap(cap);
-                    continue 'rebuild;
-                }
-                self.len += 1;
             }
-            return;
+            if complete {
+                if let Some(old) = old {
+                    // SAFETY: the old allocation, made with this layout; its entries now live in the new table.
+                    unsafe { alloc::dealloc(old.as_ptr(), layout_for(old_cap)) };
+                }
+                return;
+            }
+            // SAFETY: the attempt's own allocation; it holds only copies, which must not be dropped.
+            unsafe { alloc::dealloc(new.as_ptr(), layout_for(cap)) };
+            cap = next_cap(cap);
         }
     }
 
@@ -564,8 +596,8 @@ impl SlotTable {
                     return Some(first_pos_of_home(home, cap) as u32);
                 }
             }
-            if let Some(e) = self.slot_ref(i) {
-                if hash_pos(super::hash_key(e.key())) >= from {
+            if self.pos(i) >= from {
+                if let Some(e) = self.slot_ref(i) {
                     emit(e);
                 }
             }
@@ -573,6 +605,27 @@ impl SlotTable {
         }
         None
     }
+}
+
+/// Address of bucket `i`'s meta word in the allocation at `p`. Callers pass `i` below its capacity.
+#[inline]
+fn meta_at(p: NonNull<u8>, i: usize) -> *mut u16 {
+    // SAFETY: group i/4 lies inside the allocation when i < cap.
+    unsafe { p.as_ptr().add(i / GROUP * GROUP_BYTES + i % GROUP * 2) as *mut u16 }
+}
+
+/// Address of bucket `i`'s hash position (4-byte aligned).
+#[inline]
+fn pos_at(p: NonNull<u8>, i: usize) -> *mut u32 {
+    // SAFETY: as for `meta_at`.
+    unsafe { p.as_ptr().add(i / GROUP * GROUP_BYTES + POS_OFFSET + i % GROUP * 4) as *mut u32 }
+}
+
+/// Address of bucket `i`'s entry pointer (8-byte aligned: groups are 56 bytes, pointers start at 24).
+#[inline]
+fn slot_at(p: NonNull<u8>, i: usize) -> *mut Option<Entry> {
+    // SAFETY: as for `meta_at`.
+    unsafe { p.as_ptr().add(i / GROUP * GROUP_BYTES + SLOT_OFFSET + i % GROUP * 8) as *mut Option<Entry> }
 }
 
 /// Asks the CPU to start loading the cache line at `addr`.
@@ -605,5 +658,123 @@ impl std::fmt::Debug for SlotTable {
             .field("len", &self.len)
             .field("cap", &self.capacity())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn entry(key: &[u8], ttl: bool) -> Entry {
+        Entry::new_str(key, b"v", ttl.then_some(1_000_000), 0)
+    }
+
+    /// Checks the table against the model: every key found at its hash, lengths and TTL counts agree, every
+    /// bucket's stored hash position is its key's, and a full SCAN returns each key once.
+    fn check(t: &SlotTable, model: &HashMap<Vec<u8>, (Hash, bool)>) {
+        assert_eq!(t.len(), model.len());
+        assert_eq!(t.volatile_len(), model.values().filter(|v| v.1).count());
+        for (k, &(h, ttl)) in model {
+            let pos = t.find(k, h).unwrap_or_else(|| panic!("key {k:?} not found"));
+            assert_eq!(t.get(pos).key(), &k[..]);
+            assert_eq!(t.get(pos).has_expire(), ttl);
+            assert_eq!(t.pos(pos.0), hash_pos(h));
+        }
+        let mut seen = Vec::new();
+        let mut from = 0u32;
+        for _ in 0..=model.len() + 1 {
+            match t.scan(from, 3, |e| seen.push(e.key().to_vec())) {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        seen.sort();
+        let mut want: Vec<Vec<u8>> = model.keys().cloned().collect();
+        want.sort();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn size_classes_are_jemallocs() {
+        for n in (17..70_000)
+            .step_by(7)
+            .chain([128, 129, 4096, 4097, 1 << 20, (1 << 20) + 1])
+        {
+            // SAFETY: nallocx only computes a size class.
+            let real = unsafe { tikv_jemalloc_sys::nallocx(n, 0) };
+            assert_eq!(size_class(n), real, "size class of {n}");
+        }
+    }
+
+    #[test]
+    fn capacities_fill_their_size_class() {
+        let mut caps = vec![];
+        let mut cap = 0;
+        while cap < 100_000 {
+            let next = next_cap(cap);
+            assert!(next > cap && next.is_multiple_of(GROUP));
+            let bytes = layout_for(next).size();
+            // No room for one more group in the size class the allocation lands in.
+            assert!(
+                size_class(bytes) < bytes + GROUP_BYTES,
+                "capacity {next}: {bytes} bytes"
+            );
+            // Growth stays geometric, so inserts cost amortised O(1) moves.
+            assert!(cap < 64 || next * 100 >= cap * 112, "{cap} -> {next}");
+            caps.push(next);
+            cap = next;
+        }
+        assert_eq!(caps[..11], [4, 8, 12, 16, 20, 24, 32, 36, 44, 52, 64]);
+    }
+
+    #[test]
+    fn crowded_homes_grow_the_table_without_losing_keys() {
+        // Hash positions 2^20 apart: at small capacities sixteen keys share a home and probes pass the
+        // displacement limit, so placement fails mid-resize and the table has to grow again.
+        let mut t = SlotTable::new();
+        let mut model = HashMap::new();
+        for i in 0..600u64 {
+            let key = format!("k{i}").into_bytes();
+            let h = (i << 52) | i;
+            t.insert_new(entry(&key, i % 3 == 0), h);
+            model.insert(key, (h, i % 3 == 0));
+        }
+        check(&t, &model);
+        for i in (0..600u64).step_by(2) {
+            let key = format!("k{i}").into_bytes();
+            let (h, _) = model.remove(&key).unwrap_or_default();
+            let pos = t.find(&key, h).expect("present");
+            let removed = t.remove(pos);
+            assert_eq!(removed.key(), &key[..]);
+        }
+        check(&t, &model);
+    }
+
+    proptest! {
+        #[test]
+        fn table_matches_a_hash_map(ops in proptest::collection::vec((0u16..400, any::<bool>(), 0u8..4), 1..600)) {
+            let mut t = SlotTable::new();
+            let mut model: HashMap<Vec<u8>, (Hash, bool)> = HashMap::new();
+            for (k, ttl, op) in ops {
+                let key = format!("key:{k}").into_bytes();
+                // A narrow hash space makes Robin Hood swaps and wrapped probes common.
+                let h = crate::keyspace::hash_key(&key) & 0xFFF0_0000_FFFF_FFFF;
+                match (op, t.find(&key, h)) {
+                    (0 | 1, None) => {
+                        t.insert_new(entry(&key, ttl), h);
+                        model.insert(key, (h, ttl));
+                    }
+                    (2, Some(pos)) => {
+                        let removed = t.remove(pos);
+                        prop_assert_eq!(removed.key(), &key[..]);
+                        model.remove(&key);
+                    }
+                    _ => prop_assert_eq!(t.find(&key, h).is_some(), model.contains_key(&key)),
+                }
+            }
+            check(&t, &model);
+        }
     }
 }
