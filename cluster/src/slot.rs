@@ -52,6 +52,11 @@ impl std::fmt::Display for Slot {
 /// The part of `key` that is hashed: the bytes inside the first non-empty `{...}`, else the whole key.
 #[inline]
 pub fn hash_tag(key: &[u8]) -> &[u8] {
+    // Every command's key passes through here and most have no braces: a scan without an early exit compiles to
+    // vector compares, a few instructions for a short key, before any search.
+    if !key.iter().fold(false, |seen, &b| seen | (b == b'{')) {
+        return key;
+    }
     if let Some(open) = key.iter().position(|&b| b == b'{') {
         let rest = &key[open + 1..];
         if let Some(close) = rest.iter().position(|&b| b == b'}') {
@@ -91,7 +96,23 @@ mod tests {
         assert_eq!(hash_tag(b"}{"), b"}{");
     }
 
+    /// The rule as the cluster specification writes it, byte by byte.
+    fn spec_hash_tag(key: &[u8]) -> &[u8] {
+        let Some(s) = key.iter().position(|&b| b == b'{') else {
+            return key;
+        };
+        match key[s + 1..].iter().position(|&b| b == b'}') {
+            Some(0) | None => key,
+            Some(e) => &key[s + 1..s + 1 + e],
+        }
+    }
+
     proptest! {
+        #[test]
+        fn hash_tag_follows_the_specification(key in proptest::collection::vec(prop_oneof![Just(b'{'), Just(b'}'), any::<u8>()], 0..80)) {
+            prop_assert_eq!(hash_tag(&key), spec_hash_tag(&key));
+        }
+
         #[test]
         fn every_key_maps_into_range(key in proptest::collection::vec(any::<u8>(), 0..64)) {
             prop_assert!(Slot::for_key(&key).index() < SLOT_COUNT);

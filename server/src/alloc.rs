@@ -28,6 +28,11 @@ pub struct CountingJemalloc;
 
 #[inline]
 fn class_size(layout: Layout) -> i64 {
+    if layout.align() <= 16 && layout.size() <= SIZE_CLASS_FORMULA_MAX {
+        // The formula is what nallocx computes for these sizes (tested below), without a call into jemalloc on
+        // every allocation and free: nallocx was 1.2% of the instructions of pipelined SETs.
+        return size_class(layout.size()) as i64;
+    }
     let flags = if layout.align() > 16 {
         layout.align().trailing_zeros() as i32
     } else {
@@ -40,6 +45,23 @@ fn class_size(layout: Layout) -> i64 {
     } else {
         n as i64
     }
+}
+
+/// Largest size [`size_class`] is used for in accounting (the range its test checks against jemalloc).
+const SIZE_CLASS_FORMULA_MAX: usize = 1 << 20;
+
+/// The size class jemalloc rounds an allocation of `n` bytes (alignment up to 16) up to: 8, then multiples of
+/// 16 up to 128, then four classes per doubling.
+#[inline]
+pub fn size_class(n: usize) -> usize {
+    if n <= 8 {
+        return 8;
+    }
+    if n <= 128 {
+        return n.div_ceil(16) * 16;
+    }
+    let step = 1usize << ((usize::BITS - 1 - (n - 1).leading_zeros()) - 2);
+    n.div_ceil(step) * step
 }
 
 #[inline]
@@ -112,4 +134,21 @@ pub fn flush_thread() {
             USED.fetch_add(v, Ordering::Relaxed);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_class_is_what_jemalloc_reserves() {
+        let sizes = (0..=4096)
+            .chain((4097..=SIZE_CLASS_FORMULA_MAX).step_by(61))
+            .chain([SIZE_CLASS_FORMULA_MAX - 1, SIZE_CLASS_FORMULA_MAX]);
+        for n in sizes {
+            // SAFETY: nallocx only computes a size class.
+            let real = unsafe { tikv_jemalloc_sys::nallocx(n.max(1), 0) };
+            assert_eq!(size_class(n), real, "size class of {n}");
+        }
+    }
 }

@@ -133,6 +133,9 @@ pub struct Client {
     pub readonly: bool,
     /// Cluster ASKING: the next command may touch an importing slot.
     pub asking: bool,
+    /// The slot and hash of the running request's first argument when the connection computed them already
+    /// (to prefetch a pipelined batch); set before every command, see [`Key::with_hint`].
+    pub key_hint: Option<crate::keyspace::KeyHint>,
     /// The last command name seen and its table id: clients mostly repeat a few commands, and comparing the
     /// bytes is cheaper than lower-casing and hashing them.
     pub cmd_cache: CommandCache,
@@ -181,6 +184,7 @@ impl Client {
             action: None,
             readonly: false,
             asking: false,
+            key_hint: None,
             cmd_cache: CommandCache::default(),
             woff: 0,
             repl_handshake: None,

@@ -176,6 +176,8 @@ const PREFETCH_HEADER_AHEAD: usize = 6;
 const PREFETCH_BUCKET_AHEAD: usize = 3;
 const PREFETCH_ENTRY_AHEAD: usize = 1;
 const KEY_RING: usize = 8;
+/// Requests with up to this many arguments are handed to their command from an array on the stack.
+const INLINE_ARGS: usize = 8;
 
 /// Requests parsed ahead of execution: argument spans as absolute offsets into the read buffer, and each
 /// request's range of spans. Kept per connection so a batch allocates nothing once warmed up.
@@ -191,13 +193,42 @@ impl Batch {
         self.requests.clear();
     }
 
-    fn args<'a>(&self, buf: &'a [u8], i: usize, out: &mut SmallVec<[&'a [u8]; 8]>) {
-        out.clear();
-        if let Some(&(first, n)) = self.requests.get(i) {
-            for &(s, e) in self.spans.get(first..first + n).unwrap_or_default() {
-                out.push(buf.get(s..e).unwrap_or_default());
+    /// The arguments of request `i`: in `inline` when they fit (the common case, no per-request bookkeeping
+    /// beyond one store per argument), else in `spill`.
+    #[inline]
+    fn args<'a, 'b>(
+        &self,
+        buf: &'a [u8],
+        i: usize,
+        inline: &'b mut [&'a [u8]; INLINE_ARGS],
+        spill: &'b mut Vec<&'a [u8]>,
+    ) -> &'b [&'a [u8]] {
+        let Some(&(first, n)) = self.requests.get(i) else {
+            return &[];
+        };
+        let spans = self.spans.get(first..first + n).unwrap_or_default();
+        let arg = |&(s, e): &(usize, usize)| buf.get(s..e).unwrap_or_default();
+        if spans.len() <= INLINE_ARGS {
+            for (slot, span) in inline.iter_mut().zip(spans) {
+                *slot = arg(span);
             }
+            &inline[..spans.len()]
+        } else {
+            spill.clear();
+            spill.extend(spans.iter().map(arg));
+            spill
         }
+    }
+
+    /// Argument `j` of request `i`, if it has one.
+    #[inline]
+    fn arg<'a>(&self, buf: &'a [u8], i: usize, j: usize) -> Option<&'a [u8]> {
+        let &(first, n) = self.requests.get(i)?;
+        if j >= n {
+            return None;
+        }
+        let &(s, e) = self.spans.get(first + j)?;
+        buf.get(s..e)
     }
 }
 
@@ -262,7 +293,8 @@ async fn run_batch(
         let batch_end = pos;
         let buf: &[u8] = &rbuf[..];
         let n = batch.requests.len();
-        let mut args: SmallVec<[&[u8]; 8]> = SmallVec::new();
+        let mut inline_argv: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
+        let mut spill_argv: Vec<&[u8]> = Vec::new();
         let mut keys: [Option<Key<'_>>; KEY_RING] = [None; KEY_RING];
         let pipelined = n >= 2;
         let lead = if pipelined { PREFETCH_HEADER_AHEAD } else { 0 };
@@ -272,8 +304,7 @@ async fn run_batch(
                 // request `step - HEADER` runs.
                 let db = srv.keyspace.db(client.db);
                 if step < n {
-                    batch.args(buf, step, &mut args);
-                    keys[step % KEY_RING] = args.get(1).map(|k| Key::new(k));
+                    keys[step % KEY_RING] = batch.arg(buf, step, 1).map(Key::new);
                     if let Some(k) = &keys[step % KEY_RING] {
                         db.prefetch(k, PrefetchStage::Header);
                     }
@@ -294,15 +325,20 @@ async fn run_batch(
                 }
             }
             let k = step - lead;
-            batch.args(buf, k, &mut args);
-            if let Some(until) = paused_until(srv, &args, now.ms) {
+            let args = batch.args(buf, k, &mut inline_argv, &mut spill_argv);
+            if let Some(until) = paused_until(srv, args, now.ms) {
                 client.note_writes();
                 wait_unpaused(srv, until).await;
                 now = srv.now();
             }
             out.set_proto(client.proto);
             let reply_start = out.len();
-            dispatch(srv, client, out, &args, &now, stats);
+            client.key_hint = if pipelined {
+                keys[k % KEY_RING].map(|key| key.hint())
+            } else {
+                None
+            };
+            dispatch(srv, client, out, args, &now, stats);
             let action = client.action.take();
             if let Some(h) = hold.as_mut() {
                 h.note(reply_start, out.len(), client.note_writes());
@@ -345,6 +381,7 @@ async fn run_batch(
             }
             out.set_proto(client.proto);
             let reply_start = out.len();
+            client.key_hint = None;
             dispatch(srv, client, out, &inline_args, &now, stats);
             drop(inline_args);
             consumed += len;

@@ -72,6 +72,8 @@ pub fn dispatch(
         };
         handler(&mut ctx, args)
     };
+    // The hint belongs to this request's arguments only.
+    client.key_hint = None;
     stats.call(cmd.id, started.elapsed_us());
     // ASKING covers exactly one command: the next one (Redis resets the flag in resetClient).
     if cmd.id != srv.commands.asking_id() {

@@ -39,6 +39,12 @@ impl Ctx<'_> {
     pub fn db(&self) -> &Db {
         self.srv.keyspace.db(self.client.db)
     }
+
+    /// The key `bytes` with its slot and hash, reusing the connection's if it computed them for this argument.
+    #[inline]
+    pub fn key<'k>(&self, bytes: &'k [u8]) -> crate::keyspace::Key<'k> {
+        crate::keyspace::Key::with_hint(bytes, self.client.key_hint)
+    }
 }
 
 /// A command handler: `args[0]` is the command name as sent.

@@ -250,7 +250,7 @@ fn expire_ms(ctx: &Ctx<'_>, arg: &[u8], seconds: bool, relative: bool) -> Result
 
 /// GET key
 fn get(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> CmdResult {
-    let key = Key::new(args[1]);
+    let key = ctx.key(args[1]);
     let mut shard = db(ctx).lock(&key);
     match shard.lookup_read(&key, &ctx.now, ctx.client.no_touch) {
         Some(pos) => {
@@ -278,7 +278,7 @@ enum SetReply {
 fn set_generic(ctx: &mut Ctx<'_>, key: &[u8], value: &[u8], opts: &ExtArgs<'_>, reply: SetReply) -> CmdResult {
     let expire_at = opts.expire_at(ctx)?;
     let get = opts.has(F_GET);
-    let key = Key::new(key);
+    let key = ctx.key(key);
     let now = ctx.now;
     let mut shard = db(ctx).lock(&key);
     let pos = if get {

@@ -44,6 +44,32 @@ impl<'a> Key<'a> {
         }
     }
 
+    /// The key of `bytes`, taking the slot and hash from `hint` when it was computed for this very slice (same
+    /// address and length: a pipelined batch hashes each request's first key once, to prefetch it, and the
+    /// command reuses that).
+    #[inline]
+    pub fn with_hint(bytes: &'a [u8], hint: Option<KeyHint>) -> Key<'a> {
+        match hint {
+            Some(h) if h.addr == bytes.as_ptr() as usize && h.len == bytes.len() => Key {
+                bytes,
+                slot: h.slot,
+                hash: h.hash,
+            },
+            _ => Key::new(bytes),
+        }
+    }
+
+    /// What [`Key::with_hint`] needs to recognise this key's slice again.
+    #[inline]
+    pub fn hint(&self) -> KeyHint {
+        KeyHint {
+            addr: self.bytes.as_ptr() as usize,
+            len: self.bytes.len(),
+            slot: self.slot,
+            hash: self.hash,
+        }
+    }
+
     #[inline]
     pub fn shard(&self) -> usize {
         self.slot.index() % SHARDS
@@ -53,6 +79,15 @@ impl<'a> Key<'a> {
     fn local(&self) -> usize {
         self.slot.index() / SHARDS
     }
+}
+
+/// A key's slot and hash, remembered with where its bytes are (the address is only compared, never read).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyHint {
+    addr: usize,
+    len: usize,
+    slot: Slot,
+    hash: Hash,
 }
 
 /// The stages of [`Db::prefetch`], in the order they are run for one key.
@@ -1048,6 +1083,22 @@ mod tests {
         assert_eq!(db.random_key(&now()), None);
         set(&db, b"only", b"v", None);
         assert_eq!(db.random_key(&now()), Some(b"only".to_vec()));
+    }
+
+    #[test]
+    fn a_key_hint_applies_only_to_the_slice_it_was_made_for() {
+        let buf = b"user:1 user:2 user:1".to_vec();
+        let (a, b, a_again) = (&buf[0..6], &buf[7..13], &buf[14..20]);
+        let hint = Key::new(a).hint();
+        let same = Key::with_hint(a, Some(hint));
+        assert_eq!((same.slot, same.hash), (Key::new(a).slot, Key::new(a).hash));
+        // Another key, and the same bytes at another address: computed afresh, never taken from the hint.
+        let other = Key::with_hint(b, Some(hint));
+        assert_eq!((other.slot, other.hash), (Key::new(b).slot, Key::new(b).hash));
+        assert_ne!(other.hash, hint.hash);
+        let lying = KeyHint { hash: hint.hash ^ 1, ..hint };
+        assert_eq!(Key::with_hint(a_again, Some(lying)).hash, Key::new(a).hash);
+        assert_eq!(Key::with_hint(a, Some(lying)).hash, hint.hash ^ 1, "the hint is what was used");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::hash::BuildHasher;
 use std::sync::LazyLock;
 
 pub use access::{AccessMode, Now};
-pub use db::{set_applying_primary_stream, Db, Key, Keyspace, PrefetchStage, Shard, ShardGuard, ShardStats};
+pub use db::{set_applying_primary_stream, Db, Key, KeyHint, Keyspace, PrefetchStage, Shard, ShardGuard, ShardStats};
 pub use entry::{Entry, ValueKind};
 pub use evict::Evictor;
 pub use table::{Hash, Pos, SlotTable};

@@ -77,22 +77,12 @@ fn next_cap(cap: usize) -> usize {
     let groups = cap / GROUP;
     let mut bytes = groups * GROUP_BYTES;
     loop {
-        bytes = size_class(bytes + 1);
+        bytes = crate::alloc::size_class(bytes + 1);
         let fit = bytes / GROUP_BYTES;
         if fit > groups {
             return fit * GROUP;
         }
     }
-}
-
-/// The size class jemalloc rounds an allocation of `n` bytes up to: multiples of 16 up to 128, then four
-/// classes per doubling.
-fn size_class(n: usize) -> usize {
-    if n <= 128 {
-        return n.max(1).div_ceil(16) * 16;
-    }
-    let step = 1usize << ((usize::BITS - 1 - (n - 1).leading_zeros()) - 2);
-    n.div_ceil(step) * step
 }
 
 /// The smallest capacity in the growth sequence holding `len` keys at no more than 90% load.
@@ -697,18 +687,6 @@ mod tests {
     }
 
     #[test]
-    fn size_classes_are_jemallocs() {
-        for n in (17..70_000)
-            .step_by(7)
-            .chain([128, 129, 4096, 4097, 1 << 20, (1 << 20) + 1])
-        {
-            // SAFETY: nallocx only computes a size class.
-            let real = unsafe { tikv_jemalloc_sys::nallocx(n, 0) };
-            assert_eq!(size_class(n), real, "size class of {n}");
-        }
-    }
-
-    #[test]
     fn capacities_fill_their_size_class() {
         let mut caps = vec![];
         let mut cap = 0;
@@ -718,7 +696,7 @@ mod tests {
             let bytes = layout_for(next).size();
             // No room for one more group in the size class the allocation lands in.
             assert!(
-                size_class(bytes) < bytes + GROUP_BYTES,
+                crate::alloc::size_class(bytes) < bytes + GROUP_BYTES,
                 "capacity {next}: {bytes} bytes"
             );
             // Growth stays geometric, so inserts cost amortised O(1) moves.
