@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use crate::client::{Action, Client, ClientHandle};
 use crate::command::flags;
 use crate::dispatch::dispatch;
-use crate::keyspace::{Key, PrefetchStage};
+use crate::keyspace::{Key, KeyHint, PrefetchStage};
 use crate::server::Server;
 use crate::stats::ThreadStats;
 
@@ -170,12 +170,6 @@ fn read_once(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
 
 /// Most requests parsed ahead of execution in one batch.
 const MAX_BATCH: usize = 128;
-/// How many requests ahead of execution each prefetch stage runs: far enough apart that one stage's memory
-/// load has arrived when the next stage reads it.
-const PREFETCH_HEADER_AHEAD: usize = 6;
-const PREFETCH_BUCKET_AHEAD: usize = 3;
-const PREFETCH_ENTRY_AHEAD: usize = 1;
-const KEY_RING: usize = 8;
 /// Requests with up to this many arguments are handed to their command from an array on the stack.
 const INLINE_ARGS: usize = 8;
 
@@ -185,6 +179,19 @@ const INLINE_ARGS: usize = 8;
 pub struct Batch {
     spans: Vec<(usize, usize)>,
     requests: Vec<(usize, usize)>,
+    /// Each request's first argument as a key, hashed once for prefetching and again used by its command.
+    hints: Vec<Option<KeyHint>>,
+}
+
+/// Argument 1 of request `i`, if it has one (a free function so the batch's other fields stay borrowable).
+#[inline]
+fn first_arg<'a>(spans: &[(usize, usize)], requests: &[(usize, usize)], buf: &'a [u8], i: usize) -> Option<&'a [u8]> {
+    let &(first, n) = requests.get(i)?;
+    if n < 2 {
+        return None;
+    }
+    let &(s, e) = spans.get(first + 1)?;
+    buf.get(s..e)
 }
 
 impl Batch {
@@ -218,17 +225,6 @@ impl Batch {
             spill.extend(spans.iter().map(arg));
             spill
         }
-    }
-
-    /// Argument `j` of request `i`, if it has one.
-    #[inline]
-    fn arg<'a>(&self, buf: &'a [u8], i: usize, j: usize) -> Option<&'a [u8]> {
-        let &(first, n) = self.requests.get(i)?;
-        if j >= n {
-            return None;
-        }
-        let &(s, e) = self.spans.get(first + j)?;
-        buf.get(s..e)
     }
 }
 
@@ -295,36 +291,22 @@ async fn run_batch(
         let n = batch.requests.len();
         let mut inline_argv: [&[u8]; INLINE_ARGS] = [&[]; INLINE_ARGS];
         let mut spill_argv: Vec<&[u8]> = Vec::new();
-        let mut keys: [Option<Key<'_>>; KEY_RING] = [None; KEY_RING];
         let pipelined = n >= 2;
-        let lead = if pipelined { PREFETCH_HEADER_AHEAD } else { 0 };
-        for step in 0..n + lead {
-            if pipelined {
-                // Request `step` gets its header prefetched, `step - (HEADER - BUCKET)` its bucket, and so on;
-                // request `step - HEADER` runs.
-                let db = srv.keyspace.db(client.db);
-                if step < n {
-                    keys[step % KEY_RING] = batch.arg(buf, step, 1).map(Key::new);
-                    if let Some(k) = &keys[step % KEY_RING] {
-                        db.prefetch(k, PrefetchStage::Header);
-                    }
-                }
-                let at = |ahead: usize| step.checked_sub(PREFETCH_HEADER_AHEAD - ahead).filter(|&r| r < n);
-                if let Some(r) = at(PREFETCH_BUCKET_AHEAD) {
-                    if let Some(k) = &keys[r % KEY_RING] {
-                        db.prefetch(k, PrefetchStage::Bucket);
-                    }
-                }
-                if let Some(r) = at(PREFETCH_ENTRY_AHEAD) {
-                    if let Some(k) = &keys[r % KEY_RING] {
-                        db.prefetch(k, PrefetchStage::Entry);
-                    }
-                }
-                if step < lead {
-                    continue;
+        if pipelined {
+            // Group prefetching: every request's slot table header, then every bucket group, then every first
+            // entry, each pass issued before the previous one's loads are needed, so a batch's cache misses
+            // overlap (a software pipeline a few requests deep spent its first steps waiting at every batch).
+            let db = srv.keyspace.db(client.db);
+            let Batch { spans, requests, hints } = &mut *batch;
+            hints.clear();
+            hints.extend((0..n).map(|i| first_arg(spans, requests, buf, i).map(|k| Key::new(k).hint())));
+            for stage in [PrefetchStage::Header, PrefetchStage::Bucket, PrefetchStage::Entry] {
+                for h in hints.iter().flatten() {
+                    db.prefetch(h, stage);
                 }
             }
-            let k = step - lead;
+        }
+        for k in 0..n {
             let args = batch.args(buf, k, &mut inline_argv, &mut spill_argv);
             if let Some(until) = paused_until(srv, args, now.ms) {
                 client.note_writes();
@@ -334,7 +316,7 @@ async fn run_batch(
             out.set_proto(client.proto);
             let reply_start = out.len();
             client.key_hint = if pipelined {
-                keys[k % KEY_RING].map(|key| key.hint())
+                batch.hints.get(k).copied().flatten()
             } else {
                 None
             };

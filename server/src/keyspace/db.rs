@@ -556,18 +556,17 @@ impl Db {
     /// misses of many lookups overlap instead of queueing: the slot table header, then the bucket group where
     /// the probe starts, then the entry it will compare first. Each stage only tries the shard lock; a busy
     /// shard just skips the hint.
-    pub fn prefetch(&self, key: &Key, stage: PrefetchStage) {
-        let Some(g) = self.shards[key.shard()].0.try_lock() else {
+    pub fn prefetch(&self, key: &KeyHint, stage: PrefetchStage) {
+        let Some(g) = self.shards[key.slot.index() % SHARDS].0.try_lock() else {
+            return;
+        };
+        let Some(t) = g.slots.get(key.slot.index() / SHARDS) else {
             return;
         };
         match stage {
-            PrefetchStage::Header => {
-                if let Some(t) = g.slots.get(key.local()) {
-                    super::table::prefetch_read(t as *const SlotTable);
-                }
-            }
-            PrefetchStage::Bucket => g.table(key).prefetch(key.hash),
-            PrefetchStage::Entry => g.table(key).prefetch_entry(key.hash),
+            PrefetchStage::Header => super::table::prefetch_read(t as *const SlotTable),
+            PrefetchStage::Bucket => t.prefetch(key.hash),
+            PrefetchStage::Entry => t.prefetch_entry(key.hash),
         }
     }
 
@@ -1096,9 +1095,16 @@ mod tests {
         let other = Key::with_hint(b, Some(hint));
         assert_eq!((other.slot, other.hash), (Key::new(b).slot, Key::new(b).hash));
         assert_ne!(other.hash, hint.hash);
-        let lying = KeyHint { hash: hint.hash ^ 1, ..hint };
+        let lying = KeyHint {
+            hash: hint.hash ^ 1,
+            ..hint
+        };
         assert_eq!(Key::with_hint(a_again, Some(lying)).hash, Key::new(a).hash);
-        assert_eq!(Key::with_hint(a, Some(lying)).hash, hint.hash ^ 1, "the hint is what was used");
+        assert_eq!(
+            Key::with_hint(a, Some(lying)).hash,
+            hint.hash ^ 1,
+            "the hint is what was used"
+        );
     }
 
     #[test]
