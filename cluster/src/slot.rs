@@ -52,9 +52,9 @@ impl std::fmt::Display for Slot {
 /// The part of `key` that is hashed: the bytes inside the first non-empty `{...}`, else the whole key.
 #[inline]
 pub fn hash_tag(key: &[u8]) -> &[u8] {
-    // Every command's key passes through here and most have no braces: a scan without an early exit compiles to
-    // vector compares, a few instructions for a short key, before any search.
-    if !key.iter().fold(false, |seen, &b| seen | (b == b'{')) {
+    // Every command's key passes through here and most have no braces: rule that out with the standard
+    // library's word-at-a-time byte search before looking for a pair.
+    if !key.contains(&b'{') {
         return key;
     }
     if let Some(open) = key.iter().position(|&b| b == b'{') {

@@ -195,31 +195,59 @@ impl RequestParser {
     /// so this path only ever accepts what the general one accepts, with the same spans.
     #[inline]
     fn parse_complete_multibulk(&mut self, buf: &[u8], limits: &RequestLimits) -> Option<usize> {
+        if self.spans.capacity() > SPANS_KEEP_CAP {
+            self.spans = Vec::new();
+        }
+        let mut spans = std::mem::take(&mut self.spans);
+        spans.clear();
+        let done = self.parse_complete_into(buf, 0, limits, &mut spans);
+        self.spans = spans;
+        if done.is_some() {
+            self.inline = false;
+        }
+        done
+    }
+
+    /// The one-pass fast path on its own, for a caller that collects many requests' arguments in one vector:
+    /// when `buf` starts with a whole, well-formed multibulk request with at least one argument and no request
+    /// is half parsed, appends its argument spans (offset by `base`) to `out` and returns its length. Otherwise
+    /// returns `None` with `out` unchanged, and [`RequestParser::parse`] must take the bytes. It accepts exactly
+    /// what `parse` accepts through its own fast path, with the same spans.
+    #[inline]
+    pub fn parse_complete_into(
+        &self,
+        buf: &[u8],
+        base: usize,
+        limits: &RequestLimits,
+        out: &mut Vec<(usize, usize)>,
+    ) -> Option<usize> {
+        if self.state != State::Start || buf.first() != Some(&b'*') {
+            return None;
+        }
         let (count, mut i) = small_decimal_line(buf, 1)?;
         if count == 0 || count > FAST_MAX_ARGS || (count > UNAUTH_MAX_MULTIBULK as u64 && !limits.authenticated) {
             return None;
         }
-        if self.spans.capacity() > SPANS_KEEP_CAP {
-            self.spans = Vec::new();
-        }
-        self.spans.clear();
+        let mark = out.len();
         for _ in 0..count {
-            if buf.get(i) != Some(&b'$') {
+            let bulk = (buf.get(i) == Some(&b'$'))
+                .then(|| small_decimal_line(buf, i + 1))
+                .flatten()
+                .filter(|&(len, _)| {
+                    len as i64 <= limits.max_bulk_len && (len <= UNAUTH_MAX_BULK as u64 || limits.authenticated)
+                })
+                .and_then(|(len, start)| {
+                    let end = start.checked_add(len as usize)?;
+                    let next = end.checked_add(2)?;
+                    (next <= buf.len()).then_some((start, end, next))
+                });
+            let Some((start, end, next)) = bulk else {
+                out.truncate(mark);
                 return None;
-            }
-            let (len, start) = small_decimal_line(buf, i + 1)?;
-            if len as i64 > limits.max_bulk_len || (len > UNAUTH_MAX_BULK as u64 && !limits.authenticated) {
-                return None;
-            }
-            let end = start.checked_add(len as usize)?;
-            let next = end.checked_add(2)?;
-            if next > buf.len() {
-                return None;
-            }
-            self.spans.push((start, end));
+            };
+            out.push((start + base, end + base));
             i = next;
         }
-        self.inline = false;
         Some(i)
     }
 
@@ -433,8 +461,18 @@ const FAST_MAX_ARGS: u64 = 1024;
 
 /// A decimal number of at most 18 digits without a leading zero (or `0` alone) at `buf[at..]`, followed by
 /// CRLF: the number and the index after the LF. `None` for anything else.
-#[inline]
+#[inline(always)]
 fn small_decimal_line(buf: &[u8], at: usize) -> Option<(u64, usize)> {
+    // Most counts and lengths have one or two digits (`*3`, `$3`, `$16`): decided without the loop.
+    if let (Some(&a), Some(&b), Some(&c)) = (buf.get(at), buf.get(at + 1), buf.get(at + 2)) {
+        let (da, db) = (a.wrapping_sub(b'0'), b.wrapping_sub(b'0'));
+        if da <= 9 && b == b'\r' && c == b'\n' {
+            return Some((u64::from(da), at + 3));
+        }
+        if (1..=9).contains(&da) && db <= 9 && c == b'\r' {
+            return (buf.get(at + 3) == Some(&b'\n')).then_some((u64::from(da) * 10 + u64::from(db), at + 4));
+        }
+    }
     let mut i = at;
     let mut n: u64 = 0;
     while let Some(&b) = buf.get(i) {
@@ -1144,6 +1182,50 @@ mod tests {
         ) {
             prop_assert_eq!(parse_all(&stream, &AUTHED), (expected.clone(), None));
             prop_assert_eq!(parse_chunked(&stream, &cuts, &AUTHED), (expected, None));
+        }
+
+        #[test]
+        fn decimal_lines_match_the_plain_loop(
+            bytes in prop::collection::vec(prop::sample::select(b"0123456789\r\nx".to_vec()), 0..24),
+            at in 0usize..4,
+        ) {
+            // The rule without the one- and two-digit shortcuts.
+            let plain = |buf: &[u8], at: usize| -> Option<(u64, usize)> {
+                let digits = buf.iter().skip(at).take_while(|b| b.is_ascii_digit()).count();
+                if digits == 0 || digits > 18 || (digits > 1 && buf[at] == b'0') {
+                    return None;
+                }
+                let n = buf[at..at + digits].iter().fold(0u64, |n, &b| n * 10 + u64::from(b - b'0'));
+                let i = at + digits;
+                (buf.get(i) == Some(&b'\r') && buf.get(i + 1) == Some(&b'\n')).then_some((n, i + 2))
+            };
+            prop_assert_eq!(small_decimal_line(&bytes, at), plain(&bytes, at));
+        }
+
+        #[test]
+        fn the_collecting_fast_path_agrees_with_parse(
+            bytes in prop::collection::vec(
+                prop_oneof![any::<u8>(), prop::sample::select(b"*$\r\n0123456789-".to_vec())], 0..120),
+            (stream, _) in arb_stream(),
+            base in 0usize..1000,
+            authenticated in any::<bool>(),
+        ) {
+            let limits = RequestLimits { max_bulk_len: 64, authenticated };
+            for input in [&bytes[..], &stream[..]] {
+                let mut out = vec![(7, 7)];
+                let fast = RequestParser::new().parse_complete_into(input, base, &limits, &mut out);
+                let mut parser = RequestParser::new();
+                match fast {
+                    Some(n) => {
+                        prop_assert_eq!(parser.parse(input, &limits), Ok(Some(n)));
+                        let want: Vec<(usize, usize)> =
+                            parser.spans().iter().map(|&(s, e)| (s + base, e + base)).collect();
+                        prop_assert_eq!(&out[1..], &want[..]);
+                        prop_assert!(!want.is_empty());
+                    }
+                    None => prop_assert_eq!(out, vec![(7, 7)]),
+                }
+            }
         }
 
         #[test]

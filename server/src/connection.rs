@@ -253,11 +253,19 @@ async fn run_batch(
         let mut inline_request: Option<usize> = None;
         let mut protocol_error = None;
         let mut pos = consumed;
+        // Parsing runs ahead of execution, so an AUTH in this batch lifts the limits from the next batch on.
+        let limits = RequestLimits {
+            max_bulk_len: srv.settings.proto_max_bulk_len.load(Ordering::Relaxed),
+            authenticated: client.authenticated,
+        };
         while batch.requests.len() < MAX_BATCH {
-            let limits = RequestLimits {
-                max_bulk_len: srv.settings.proto_max_bulk_len.load(Ordering::Relaxed),
-                authenticated: client.authenticated,
-            };
+            // The common case, a whole well-formed request, goes straight into the batch's span list.
+            let first = batch.spans.len();
+            if let Some(n) = parser.parse_complete_into(&rbuf[pos..], pos, &limits, &mut batch.spans) {
+                batch.requests.push((first, batch.spans.len() - first));
+                pos += n;
+                continue;
+            }
             match parser.parse(&rbuf[pos..], &limits) {
                 Ok(Some(n)) => {
                     let req = parser.request(&rbuf[pos..]);
