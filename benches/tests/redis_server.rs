@@ -5,82 +5,21 @@
 //! Each test starts its own server on a free port (persistence off) and kills it by pid when it ends.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use clap::Parser;
 use shoal_bench::config::Args;
 use shoal_bench::BenchError;
 use shoal_client::{Connection, Frame};
+use shoal_tests::{free_port, RedisServer, TestServer};
 
-/// How long a started server gets to accept connections.
-const STARTUP_LIMIT: Duration = Duration::from_secs(10);
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
-}
-
-async fn start_redis() -> RedisServer {
-    // A port found free may be taken by another test's server before redis-server binds it; then redis-server
-    // exits and the port answers for someone else. So readiness is a PONG while our child still runs, and a
-    // lost race means another port.
-    let mut last = String::new();
-    for _attempt in 0..3 {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server)");
-        let mut server = RedisServer { child, port, _dir: dir };
-        let deadline = Instant::now() + STARTUP_LIMIT;
-        loop {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                last = format!("redis-server on port {port} exited: {status}");
-                break;
-            }
-            let pong = async {
-                Connection::connect(&format!("127.0.0.1:{port}"))
-                    .await?
-                    .command(&["PING"])
-                    .await
-            };
-            if matches!(pong.await, Ok(Frame::Simple(s)) if &s[..] == b"PONG") {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "redis-server on port {port} did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    panic!("could not start redis-server: {last}");
+/// The real redis-server on a free port, persistence off, killed by pid when dropped (the end-to-end tests'
+/// starter: it retries on another port when another test took the free one).
+async fn start_redis() -> TestServer {
+    tokio::task::spawn_blocking(|| RedisServer::start(&[]))
+        .await
+        .expect("redis-server starter")
 }
 
 fn args(port: u16, extra: &[&str]) -> Args {
