@@ -16,11 +16,11 @@ mod cluster_support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::Mutex;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use cluster_support::{reply_text, Cluster, Node};
+use cluster_support::{reply_text, Cluster, Node, Recorder};
 use shoal_client::{ClusterClient, ClusterOptions, ConnectOptions, Connection, Frame, Slot};
 
 /// Kill-a-primary rounds.
@@ -76,31 +76,21 @@ struct Ledger {
 /// The client crate writing continuously: most writes through [`ClusterClient`] (which follows redirections
 /// and retries refusals), every [`WAIT_EVERY`]th one as `SET` + `WAIT 1` pipelined on one connection to the
 /// slot's owner, so the WAIT counts exactly that write.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ledger: Arc<Mutex<Ledger>>,
-    thread: Option<JoinHandle<()>>,
-}
+struct Load(Recorder<Ledger>);
 
 impl Load {
     fn start(seeds: Vec<String>) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ledger = Arc::new(Mutex::new(Ledger::default()));
-        let (s, l) = (stop.clone(), ledger.clone());
-        let thread = thread::spawn(move || runtime().block_on(write_loop(seeds, s, l)));
-        Load {
-            stop,
-            ledger,
-            thread: Some(thread),
-        }
+        Load(Recorder::spawn(move |stop, ledger| {
+            runtime().block_on(write_loop(seeds, stop, ledger))
+        }))
     }
 
     fn acked(&self) -> usize {
-        self.ledger.lock().expect("ledger").acked.len()
+        self.0.ledger().acked.len()
     }
 
     fn errors_since(&self, t: Instant) -> Vec<String> {
-        let ledger = self.ledger.lock().expect("ledger");
+        let ledger = self.0.ledger();
         ledger
             .errors
             .iter()
@@ -119,18 +109,8 @@ impl Load {
         }
     }
 
-    fn finish(mut self) -> Ledger {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("load thread");
-        }
-        std::mem::take(&mut *self.ledger.lock().expect("ledger"))
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+    fn finish(self) -> Ledger {
+        self.0.finish()
     }
 }
 
@@ -144,7 +124,7 @@ fn options() -> ClusterOptions {
     }
 }
 
-async fn write_loop(seeds: Vec<String>, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>) {
+async fn write_loop(seeds: Vec<String>, stop: &AtomicBool, ledger: &Mutex<Ledger>) {
     let started = Instant::now();
     let mut client: Option<ClusterClient> = None;
     let mut direct: HashMap<String, Connection> = HashMap::new();

@@ -18,11 +18,11 @@
 mod cluster_support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::Mutex;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use cluster_support::{reply_text, Cluster, Node, CONVERGE_TIMEOUT, NODE_TIMEOUT_MS};
+use cluster_support::{reply_text, Cluster, Node, Recorder, CONVERGE_TIMEOUT, NODE_TIMEOUT_MS};
 use shoal_tests::{encode_command, RawConn, RedisServer, ShoalServer};
 
 /// A manual failover must have completed (new primary writable, roles swapped everywhere) within this.
@@ -353,28 +353,18 @@ struct Ledger {
 }
 
 /// SETs on one connection, about 1 ms apart, keys `{tag}:N`, following `-MOVED` to the node it names.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    ledger: Arc<Mutex<Ledger>>,
-    thread: Option<JoinHandle<()>>,
-}
+struct Writer(Recorder<Ledger>);
 
 impl Writer {
     fn start(port: u16, tag: String) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ledger = Arc::new(Mutex::new(Ledger::default()));
-        let (s, l) = (stop.clone(), ledger.clone());
-        let thread = thread::spawn(move || write_loop(port, &tag, &s, &l));
-        Writer {
-            stop,
-            ledger,
-            thread: Some(thread),
-        }
+        Writer(Recorder::spawn(move |stop, ledger| {
+            write_loop(port, &tag, stop, ledger)
+        }))
     }
 
     /// Acknowledged writes so far, and those acknowledged by `port`.
     fn acked_by(&self, port: u16) -> usize {
-        let l = self.ledger.lock().expect("ledger");
+        let l = self.0.ledger();
         l.acked.iter().filter(|a| a.2 == port).count()
     }
 
@@ -386,24 +376,14 @@ impl Writer {
             assert!(
                 t.elapsed() < limit,
                 "the writer got no {more} acknowledgements from {port} within {limit:?}: {:?}",
-                self.ledger.lock().expect("ledger").errors
+                self.0.ledger().errors
             );
             thread::sleep(Duration::from_millis(10));
         }
     }
 
-    fn finish(mut self) -> Ledger {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().expect("writer thread");
-        }
-        std::mem::take(&mut *self.ledger.lock().expect("ledger"))
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+    fn finish(self) -> Ledger {
+        self.0.finish()
     }
 }
 

@@ -382,3 +382,48 @@ fn two_free_ports(taken: &mut Vec<u16>) -> (u16, u16) {
     };
     (pick(), pick())
 }
+
+/// A client thread that writes while a test breaks the cluster, recording what it saw in a shared ledger. It
+/// stops when finished, or when dropped (a test failing midway stops its writer too).
+pub struct Recorder<L> {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ledger: std::sync::Arc<std::sync::Mutex<L>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl<L: Default + Send + 'static> Recorder<L> {
+    /// Runs `body(stop, ledger)` on its own thread; `body` returns once `stop` is set.
+    pub fn spawn(
+        body: impl FnOnce(&std::sync::atomic::AtomicBool, &std::sync::Mutex<L>) + Send + 'static,
+    ) -> Recorder<L> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ledger = std::sync::Arc::new(std::sync::Mutex::new(L::default()));
+        let (s, l) = (stop.clone(), ledger.clone());
+        let thread = thread::spawn(move || body(&s, &l));
+        Recorder {
+            stop,
+            ledger,
+            thread: Some(thread),
+        }
+    }
+
+    /// The ledger so far.
+    pub fn ledger(&self) -> std::sync::MutexGuard<'_, L> {
+        self.ledger.lock().expect("ledger")
+    }
+
+    /// Stops the thread, waits for it, and returns the ledger.
+    pub fn finish(mut self) -> L {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("writer thread");
+        }
+        std::mem::take(&mut *self.ledger())
+    }
+}
+
+impl<L> Drop for Recorder<L> {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
