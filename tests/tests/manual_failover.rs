@@ -285,19 +285,6 @@ fn refusals_text(r: &[(String, usize)]) -> String {
         .join(", ")
 }
 
-/// `redis-cli --cluster check` succeeds without `[ERR]` (a few tries: it can race the last gossip).
-fn assert_check_clean(cluster: &Cluster, when: &str) {
-    let out = cluster.check_until(|o| o.success() && !o.stdout_str().contains("[ERR]"));
-    if out.success() && !out.stdout_str().contains("[ERR]") {
-        return;
-    }
-    panic!(
-        "redis-cli --cluster check {when}:\n{}\n{}",
-        out.stdout_str(),
-        out.stderr_str()
-    );
-}
-
 /// Writes `n` keys under `tag` to the primary `node`, then `WAIT 1`: a replica has them all.
 fn write_replicated(node: &Node, tag: &str, n: usize) -> Vec<(String, String)> {
     let mut c = node.conn();
@@ -551,7 +538,7 @@ fn cluster_failover_default_swaps_roles_without_losing_a_write() {
         _ => Duration::ZERO,
     };
     cluster.wait_state_ok(CONVERGE_TIMEOUT);
-    assert_check_clean(&cluster, "after CLUSTER FAILOVER");
+    cluster.assert_check_clean("after CLUSTER FAILOVER");
     let moved_waits: Vec<u128> = ledger.moved.iter().map(|m| m.2.as_millis()).collect();
     eprintln!(
         "CLUSTER FAILOVER on {replica} (replica of {primary}): promoted {} ms after the command, took writes \
@@ -627,7 +614,7 @@ fn cluster_failover_force_and_takeover() {
     let rejoined = wait_replica_of(node(&cluster, a), ra, restarted, REJOIN_LIMIT);
     wait_swap_everywhere(&mut cluster, ra, Some(a), restarted, REJOIN_LIMIT);
     cluster.wait_state_ok(CONVERGE_TIMEOUT);
-    assert_check_clean(&cluster, "after CLUSTER FAILOVER FORCE");
+    cluster.assert_check_clean("after CLUSTER FAILOVER FORCE");
     eprintln!(
         "FORCE: primary {a} killed, CLUSTER FAILOVER FORCE on its replica {ra}: promoted after {} ms (node \
          timeout {NODE_TIMEOUT_MS} ms; nodes flagging {a} as failed by then: {flagged:?}), took writes after {} \
@@ -699,7 +686,7 @@ fn cluster_failover_force_and_takeover() {
         "writes confirmed by WAIT lost in the takeover: {lost:?}"
     );
     cluster.wait_state_ok(CONVERGE_TIMEOUT);
-    assert_check_clean(&cluster, "after CLUSTER FAILOVER TAKEOVER");
+    cluster.assert_check_clean("after CLUSTER FAILOVER TAKEOVER");
     eprintln!(
         "TAKEOVER: {rb} (replica of healthy {b}) promoted {} ms after the command with config epoch {my_epoch} \
          (current epoch was {epoch_before}) and no vote asked or received; took writes after {} ms (probe \

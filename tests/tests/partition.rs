@@ -446,14 +446,7 @@ fn cut_off_a_primary(cluster: &Cluster, label: &str) -> PrimaryCut {
             &["election", "Election", "FAIL", "master", "configEpoch", "Cluster state"]
         )
     );
-    let check = cluster.check_until(|o| o.success() && !o.stdout_str().contains("[ERR]"));
-    let check_out = check.stdout_str();
-    assert!(
-        check.success() && !check_out.contains("[ERR]"),
-        "redis-cli --cluster check after the heal ({:?}):\n{check_out}\n{}",
-        check.status,
-        check.stderr_str()
-    );
+    cluster.assert_check_clean("after the heal");
     assert_eq!(
         cluster.owner_of(&format!("{{{tag}}}")).port,
         replica.port,
@@ -730,12 +723,5 @@ fn a_replica_cut_off_never_raises_the_epoch_or_starts_an_election() {
         !log.contains("Starting a failover election"),
         "the cut-off replica started an election:\n{log}"
     );
-    let check = cluster.check_until(|o| o.success() && !o.stdout_str().contains("[ERR]"));
-    let check_out = check.stdout_str();
-    assert!(
-        check.success() && !check_out.contains("[ERR]"),
-        "redis-cli --cluster check after the heal ({:?}):\n{check_out}\n{}",
-        check.status,
-        check.stderr_str()
-    );
+    cluster.assert_check_clean("after the heal");
 }

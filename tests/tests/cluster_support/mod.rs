@@ -340,6 +340,20 @@ impl Cluster {
         out
     }
 
+    /// Asserts that `redis-cli --cluster check` passes without an `[ERR]` line, retried as in
+    /// [`Cluster::check_until`]; `when` names the moment in the failure message.
+    pub fn assert_check_clean(&self, when: &str) {
+        let clean = |o: &RunOutput| o.success() && !o.stdout_str().contains("[ERR]");
+        let check = self.check_until(clean);
+        assert!(
+            clean(&check),
+            "redis-cli --cluster check {when} ({:?}):\n{}\n{}",
+            check.status,
+            check.stdout_str(),
+            check.stderr_str()
+        );
+    }
+
     /// `redis-cli --cluster check` against the first node.
     pub fn check(&self) -> RunOutput {
         let addr = format!("127.0.0.1:{}", self.nodes[0].port);
