@@ -23,6 +23,27 @@ BATCH = 1_000
 CROSSSLOT = "Keys in request don't hash to the same slot"
 
 
+def start_cluster_nodes(nodes, tmp_path_factory, prefix, node_timeout_ms):
+    """Starts NODES cluster-enabled shoal-servers, appending each to `nodes` as it starts (the caller stops
+    them, also when a later one fails). Returns their ports."""
+    binary = shoal_server_bin()
+    for i in range(NODES):
+        workdir = tmp_path_factory.mktemp(f"{prefix}-node{i}")
+        args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", str(node_timeout_ms), "--cluster-port", str(free_port())]
+        nodes.append(ServerProcess(binary, workdir, args).start())
+    return [s.port for s in nodes]
+
+
+def create_cluster(ports):
+    """`redis-cli --cluster create ... --cluster-replicas 1 --cluster-yes`, which must cover every slot."""
+    out = subprocess.run(
+        ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+         "--cluster-replicas", "1", "--cluster-yes"],
+        capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0 and "[OK] All 16384 slots covered." in out.stdout, out.stdout + out.stderr
+
+
 def _cluster_state(port):
     r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
     try:
@@ -38,21 +59,11 @@ def _cluster_state(port):
 @pytest.fixture(scope="module")
 def cluster(request, tmp_path_factory):
     """Six formed nodes; yields their ports (primaries first)."""
-    binary = shoal_server_bin()
     servers = []
     try:
-        for i in range(NODES):
-            workdir = tmp_path_factory.mktemp(f"cluster-node{i}")
-            args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", "2000", "--cluster-port", str(free_port())]
-            servers.append(ServerProcess(binary, workdir, args).start())
-        ports = [s.port for s in servers]
+        ports = start_cluster_nodes(servers, tmp_path_factory, "cluster", 2000)
         started = time.monotonic()
-        out = subprocess.run(
-            ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-             "--cluster-replicas", "1", "--cluster-yes"],
-            capture_output=True, text=True, timeout=30)
-        assert out.returncode == 0 and "[OK] All 16384 slots covered." in out.stdout, out.stdout + out.stderr
+        create_cluster(ports)
         sys.stderr.write(f"redis-cli --cluster create: {1000 * (time.monotonic() - started):.0f} ms\n")
         deadline = time.monotonic() + 20
         while True:

@@ -19,10 +19,9 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from conftest import STARTUP_TIMEOUT, ServerProcess, _die_with_parent, _ping, free_port, shoal_server_bin
-from test_cluster import _cluster_state
+from conftest import STARTUP_TIMEOUT, _die_with_parent, _ping
+from test_cluster import NODES, _cluster_state, create_cluster, start_cluster_nodes
 
-NODES = 6
 NODE_TIMEOUT_MS = 2000
 WRITE_BEFORE_KILL = 1.0     # seconds of writes before the kill
 WRITE_AFTER_RECOVERY = 1.0  # seconds of writes once the killed slots take writes again
@@ -104,20 +103,10 @@ def _restart(server):
 @pytest.fixture
 def servers(request, tmp_path_factory):
     """Six formed cluster nodes (ServerProcess objects, so their pids are at hand)."""
-    binary = shoal_server_bin()
     nodes = []
     try:
-        for i in range(NODES):
-            workdir = tmp_path_factory.mktemp(f"failover-node{i}")
-            args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--cluster-port", str(free_port())]
-            nodes.append(ServerProcess(binary, workdir, args).start())
-        ports = [s.port for s in nodes]
-        out = subprocess.run(
-            ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-             "--cluster-replicas", "1", "--cluster-yes"],
-            capture_output=True, text=True, timeout=30)
-        assert out.returncode == 0 and "[OK] All 16384 slots covered." in out.stdout, out.stdout + out.stderr
+        ports = start_cluster_nodes(nodes, tmp_path_factory, "failover", NODE_TIMEOUT_MS)
+        create_cluster(ports)
         _wait_cluster_ok(ports, NODES, 20, "after redis-cli --cluster create")
         yield nodes
     finally:
