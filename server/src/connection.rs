@@ -230,8 +230,8 @@ impl Batch {
 
 /// Runs every complete request in `rbuf`. Returns an action that ends the connection, if any.
 ///
-/// Multibulk requests are parsed ahead into a [`Batch`] and then run in order; while request `k` runs, the
-/// keys of the next three are being prefetched (see `Db::prefetch`), so a pipeline's cache misses overlap.
+/// Multibulk requests are parsed ahead into a [`Batch`], their keys prefetched stage by stage over the whole
+/// batch (see `Db::prefetch`) so a pipeline's cache misses overlap, and then run in order.
 /// An inline request ends a batch (its arguments live in the parser's scratch space) and runs on its own.
 async fn run_batch(
     srv: &Server,

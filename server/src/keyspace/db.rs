@@ -72,13 +72,19 @@ impl<'a> Key<'a> {
 
     #[inline]
     pub fn shard(&self) -> usize {
-        self.slot.index() % SHARDS
+        shard_of(self.slot)
     }
 
     #[inline]
     fn local(&self) -> usize {
         self.slot.index() / SHARDS
     }
+}
+
+/// The lock shard that holds `slot`.
+#[inline]
+fn shard_of(slot: Slot) -> usize {
+    slot.index() % SHARDS
 }
 
 /// A key's slot and hash, remembered with where its bytes are (the address is only compared, never read).
@@ -552,17 +558,15 @@ impl Db {
         }
     }
 
-    /// Prefetching for pipelined commands, in three stages run a few commands ahead of execution so the cache
-    /// misses of many lookups overlap instead of queueing: the slot table header, then the bucket group where
-    /// the probe starts, then the entry it will compare first. Each stage only tries the shard lock; a busy
-    /// shard just skips the hint.
+    /// Prefetching for pipelined commands, in three stages that the connection runs over a whole batch before
+    /// executing it, so the cache misses of many lookups overlap instead of queueing: the slot table header,
+    /// then the bucket group where the probe starts, then the entry it will compare first. Each stage only
+    /// tries the shard lock; a busy shard just skips the hint.
     pub fn prefetch(&self, key: &KeyHint, stage: PrefetchStage) {
-        let Some(g) = self.shards[key.slot.index() % SHARDS].0.try_lock() else {
+        let Some(g) = self.shards[shard_of(key.slot)].0.try_lock() else {
             return;
         };
-        let Some(t) = g.slots.get(key.slot.index() / SHARDS) else {
-            return;
-        };
+        let t = g.slot_table(key.slot);
         match stage {
             PrefetchStage::Header => super::table::prefetch_read(t as *const SlotTable),
             PrefetchStage::Bucket => t.prefetch(key.hash),
